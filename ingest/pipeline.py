@@ -1,0 +1,240 @@
+"""Corpus files in, Chroma collections out: dedupe, skip unchanged, chunk, embed, write.
+
+Consistency, for readers during a run and after a crash (SIGKILL included):
+- a batch of papers is written with one ``upsert`` of its chunks, then one of its paper records;
+  Chroma applies each call as one transaction, so a paper's chunks appear together or not at all;
+- a changed paper's new chunks have new ids (the id carries the content hash); they are written
+  before its old chunks are deleted, so a reader always finds one whole version of it;
+- the paper record (with its content hash) is written after its chunks, so a run killed in between
+  sees the paper as not yet ingested next time and redoes it; stale chunks are swept then too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from app.embeddings import EMBED_MODEL_NAME
+from app.settings import Settings
+from app.store import (
+    LAYOUT_KEYS,
+    delete_collections,
+    get_collections,
+    iter_records,
+    layout_metadata,
+    make_client,
+)
+from ingest.chunking import chunk_paper, embed_text, make_splitter
+from ingest.parsers import Format, UnreadableFile, corpus_files, read_file
+from ingest.records import Paper, ParseIssue
+
+PAPERS_PER_BATCH = 64
+
+
+class IngestError(RuntimeError):
+    """Ingestion cannot start (incompatible store, no input); the message says what to do."""
+
+
+@dataclass
+class IngestSummary:
+    files: int = 0
+    entries: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)
+    chunks: int = 0
+    seconds: float = 0.0
+
+    @property
+    def papers(self) -> int:
+        return self.new + self.updated + self.unchanged
+
+    def render(self) -> str:
+        lines = [
+            f"files {self.files}, entries read {self.entries}, distinct papers {self.papers} "
+            f"(new {self.new}, updated {self.updated}, unchanged {self.unchanged}), "
+            f"duplicate entries {self.duplicates}, chunks written {self.chunks}, "
+            f"{self.seconds:.1f} s",
+        ]
+        if self.conflicts:
+            lines.append(f"{len(self.conflicts)} title(s) seen with different abstracts (first kept):")
+            lines.extend(f"  {c}" for c in self.conflicts[:20])
+        if self.issues:
+            lines.append(f"{len(self.issues)} problem(s), those records skipped:")
+            lines.extend(f"  {i}" for i in self.issues[:50])
+            if len(self.issues) > 50:
+                lines.append(f"  ... and {len(self.issues) - 50} more")
+        return "\n".join(lines)
+
+
+def dedupe(
+    records: Iterable[Paper | ParseIssue], summary: IngestSummary
+) -> Iterator[Paper]:
+    """Yield each paper once. Same id and same content: a duplicate. Same id, other content: a
+    conflict, reported; the first entry wins so that a run's result does not depend on batching."""
+    seen: dict[str, tuple[str, str]] = {}
+    for record in records:
+        if isinstance(record, ParseIssue):
+            summary.issues.append(str(record))
+            continue
+        summary.entries += 1
+        previous = seen.get(record.id)
+        if previous is None:
+            seen[record.id] = (record.content_hash, f"{record.source}:{record.line}")
+            yield record
+            continue
+        summary.duplicates += 1
+        if previous[0] != record.content_hash:
+            summary.conflicts.append(
+                f"{record.title!r}: {previous[1]} kept, {record.source}:{record.line} differs"
+            )
+
+
+def _batched(items: Iterable[Paper], size: int) -> Iterator[list[Paper]]:
+    batch: list[Paper] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _records_from(paths: list[Path], fmt: Format | None, summary: IngestSummary):
+    for path in paths:
+        summary.files += 1
+        try:
+            yield from read_file(path, fmt)
+        except UnreadableFile as exc:
+            summary.issues.append(str(exc))
+
+
+def _check_layout(chunks, settings: Settings) -> None:
+    stored = chunks.metadata or {}
+    wanted = layout_metadata(settings, EMBED_MODEL_NAME)
+    mismatched = [
+        f"{key}={stored.get(key)!r} (now {wanted[key]!r})"
+        for key in LAYOUT_KEYS
+        if key in stored and stored.get(key) != wanted[key]
+    ]
+    if mismatched:
+        raise IngestError(
+            "The store was built with other settings: " + ", ".join(mismatched)
+            + ". Rebuild it with `python -m ingest --reset`, or use another PAPERQA_COLLECTION."
+        )
+
+
+def ingest(
+    settings: Settings,
+    paths: list[Path] | None = None,
+    fmt: Format | None = None,
+    reset: bool = False,
+    embed_model=None,
+    count_tokens: Callable[[str], list[int]] | None = None,
+    progress: bool = True,
+    client=None,
+) -> IngestSummary:
+    """Ingest ``paths`` (default: the configured corpus) into the configured store."""
+    started = time.perf_counter()
+    summary = IngestSummary()
+    files = corpus_files(paths or settings.corpus_paths)
+    if not files:
+        raise IngestError("No corpus files found (*.txt, *.jsonl, *.json); check the paths given.")
+
+    client = client or make_client(settings)
+    if reset:
+        delete_collections(client, settings.collection)
+    chunks_col, papers_col = get_collections(
+        client, settings.collection, create_with=layout_metadata(settings, EMBED_MODEL_NAME)
+    )
+    _check_layout(chunks_col, settings)
+
+    stored_hash = {
+        rec["id"]: (rec["metadatas"] or {}).get("content_hash")
+        for rec in iter_records(papers_col, include=["metadatas"])
+    }
+
+    if count_tokens is None:
+        from app.embeddings import load_wordpiece_counter
+
+        count_tokens = load_wordpiece_counter(settings)
+    splitter = make_splitter(count_tokens, settings.chunk_size, settings.chunk_overlap)
+    max_batch = client.get_max_batch_size()
+
+    def embedder():
+        # Loaded on first use: re-running on an unchanged corpus never pays for torch.
+        nonlocal embed_model
+        if embed_model is None:
+            from app.embeddings import load_embed_model
+
+            embed_model = load_embed_model(settings)
+        return embed_model
+
+    bar = tqdm(desc="papers", unit="paper", disable=not progress)
+    papers = dedupe(_records_from(files, fmt, summary), summary)
+    for batch in _batched(papers, PAPERS_PER_BATCH):
+        bar.update(len(batch))
+        todo = [p for p in batch if stored_hash.get(p.id) != p.content_hash]
+        summary.unchanged += len(batch) - len(todo)
+        if not todo:
+            continue
+        summary.chunks += _write_batch(todo, splitter, embedder(), chunks_col, papers_col, max_batch)
+        for paper in todo:
+            if paper.id in stored_hash:
+                summary.updated += 1
+            else:
+                summary.new += 1
+    bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _write_batch(todo: list[Paper], splitter, embed_model, chunks_col, papers_col, max_batch: int) -> int:
+    nodes_by_paper = {paper.id: chunk_paper(paper, splitter) for paper in todo}
+    nodes = [node for paper_nodes in nodes_by_paper.values() for node in paper_nodes]
+    vectors = embed_model.get_text_embedding_batch([embed_text(n) for n in nodes])
+    vector_of = {node.id_: vector for node, vector in zip(nodes, vectors, strict=True)}
+
+    for start in range(0, len(nodes), max_batch):
+        part = nodes[start : start + max_batch]
+        chunks_col.upsert(
+            ids=[n.id_ for n in part],
+            embeddings=[vector_of[n.id_] for n in part],
+            documents=[n.text for n in part],
+            metadatas=[dict(n.metadata) for n in part],
+        )
+    papers_col.upsert(
+        ids=[p.id for p in todo],
+        embeddings=[vector_of[nodes_by_paper[p.id][0].id_] for p in todo],
+        documents=[p.abstract for p in todo],
+        metadatas=[
+            {
+                **p.metadata,
+                "title": p.title,
+                "source": p.source,
+                "content_hash": p.content_hash,
+                "n_chunks": len(nodes_by_paper[p.id]),
+            }
+            for p in todo
+        ],
+    )
+    # Sweep chunks of these papers that belong to no current version (changed papers, killed runs).
+    keep = set(vector_of)
+    stale = [
+        rec["id"]
+        for rec in iter_records(
+            chunks_col, include=[], where={"paper_id": {"$in": [p.id for p in todo]}}
+        )
+        if rec["id"] not in keep
+    ]
+    if stale:
+        chunks_col.delete(ids=stale)
+    return len(nodes)
