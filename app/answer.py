@@ -136,7 +136,7 @@ def build_sources(hits: Sequence[PaperHit], budget: int) -> list[Source]:
     share = budget // len(hits)
     sources: list[Source] = []
     for hit in hits:
-        header = count_tokens(f"[{len(sources) + 1}] {hit.title}\n")
+        header = count_tokens(f"[{len(sources) + 1}] {hit.title}: ")
         room = share - header
         if room < 24:
             continue
@@ -156,7 +156,7 @@ def build_sources(hits: Sequence[PaperHit], budget: int) -> list[Source]:
 
 
 def render_sources(sources: Sequence[Source]) -> str:
-    return "\n\n".join(f"[{s.n}] {s.title}\n{s.passage}" for s in sources)
+    return "\n\n".join(f"[{s.n}] {s.title}: {s.passage}" for s in sources)
 
 
 def standalone_queries(messages: Sequence[Message]) -> list[str]:

@@ -181,7 +181,63 @@ def scrub_titles(text: str, titles: list[str], state: CitationState) -> str:
         state.dropped += 1
         return ""
 
-    return _TITLE_LINE.sub(replace_line, text)
+    text = _TITLE_LINE.sub(replace_line, text)
+    text = "\n".join(_scrub_line_head(line, titles, state) for line in text.split("\n"))
+    return link_short_names(text, titles, state)
+
+
+_LEAD = re.compile(r"^\s*(?:\d{1,2}[.)]\s+|[-*•]\s+)?(?:\[\d+\]\s*)*:?\s*")
+
+
+def _scrub_line_head(line: str, titles: list[str], state: CitationState) -> str:
+    """A line that opens with a title (``1. Title: text``, ``[2] Title``), as small models write
+    when they copy the sources' layout: a source's title cites it; an invented one is removed."""
+    lead = _LEAD.match(line)
+    start = lead.end() if lead else 0
+    rest = line[start:]
+    cuts = [m.start() for m in re.finditer(r":\s", rest)] + [len(rest)]
+    for cut in sorted(cuts, reverse=True):
+        head = rest[:cut].strip()
+        if len(head) < 8:
+            continue
+        index = match_title(head, titles)
+        if index is not None:
+            marker = state.cite(index + 1)
+            tail = rest[cut:].lstrip(": ").strip()
+            return f"{line[:start]}{titles[index]} [{marker}]" + (f": {tail}" if tail else "")
+    head = rest[: cuts[0]].strip()
+    whole_line_title = cuts[0] == len(rest) and not re.search(r"[.!?]$", head)
+    if (cuts[0] < len(rest) or whole_line_title) and looks_like_title(head) and len(head.split()) >= 4:
+        state.dropped += 1
+        tail = rest[cuts[0]:].lstrip(": ").strip()
+        return (line[:start] + tail).rstrip()
+    return line
+
+
+def short_names(titles: list[str]) -> dict[str, int]:
+    """``GPTQ`` for ``GPTQ: Accurate Post-Training Quantization ...``: the name a paper goes by."""
+    names: dict[str, int] = {}
+    for index, title in enumerate(titles):
+        if ":" not in title:
+            continue
+        name = title.split(":", 1)[0].strip()
+        if 3 <= len(name) <= 40 and len(name.split()) <= 3 and name not in names:
+            names[name] = index
+    return names
+
+
+def link_short_names(text: str, titles: list[str], state: CitationState) -> str:
+    """The first mention of a source's short name, if no marker follows it, gets one."""
+    for name, index in short_names(titles).items():
+        match = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
+        if match is None:
+            continue
+        marker = state.cite(index + 1)
+        after = text[match.end():]
+        if f"[{marker}]" in after.split("\n", 1)[0][:200]:
+            continue
+        text = text[: match.end()] + f" [{marker}]" + after
+    return text
 
 
 def tidy(text: str) -> str:
@@ -199,6 +255,27 @@ class Finalized:
     dropped: int
 
 
+def renumber_by_appearance(text: str, order: list[int]) -> tuple[str, list[int]]:
+    """Markers numbered by where they first appear in the text (code spans skipped).
+
+    ``order[m - 1]`` is the source behind marker ``m``; returns the new text and the new order.
+    A source cited without a marker in the text (a ``Title:`` line) goes last.
+    """
+    new_order: list[int] = []
+
+    def sub(match: re.Match[str]) -> str:
+        source = order[int(match.group(1)) - 1]
+        if source not in new_order:
+            new_order.append(source)
+        return f"[{new_order.index(source) + 1}]"
+
+    parts = text.split("`")
+    for i in range(0, len(parts), 2):  # even parts are outside code spans
+        parts[i] = re.sub(r"\[(\d+)\]", sub, parts[i])
+    new_order.extend(source for source in order if source not in new_order)
+    return "`".join(parts), new_order
+
+
 def finalize(raw: str, titles: list[str]) -> Finalized:
     """The whole reply, markers mapped and titles checked. Pure: tested on hostile replies."""
     stream = CitationStream(len(titles))
@@ -207,4 +284,5 @@ def finalize(raw: str, titles: list[str]) -> Finalized:
     text = scrub_titles(text, titles, state)
     if state.dropped:
         text = tidy(text)
-    return Finalized(text=text.strip(), cited=[n - 1 for n in state.order], dropped=state.dropped)
+    text, order = renumber_by_appearance(text, state.order)
+    return Finalized(text=text.strip(), cited=[n - 1 for n in order], dropped=state.dropped)

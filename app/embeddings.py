@@ -33,16 +33,20 @@ def embed_model_path(settings: Settings) -> str:
 
 
 def load_embed_model(settings: Settings):  # -> BaseEmbedding
-    """A LlamaIndex embedding model over sentence-transformers, normalised, window 256."""
+    """A LlamaIndex embedding model: sentence-transformers on torch, or ONNX int8; normalised."""
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
     path = embed_model_path(settings)
-    kwargs: dict[str, object] = {}
     if settings.embed_backend == "onnx-int8":
-        from app.onnx_export import ensure_onnx_int8
+        from app.onnx_embed import OnnxMiniLM, export_int8
 
-        kwargs["backend"] = "onnx"
-        kwargs["model_kwargs"] = {"file_name": ensure_onnx_int8(path, settings)}
+        onnx_path = export_int8(Path(path), settings.chroma_path.parent / "onnx")
+        return OnnxMiniLM(
+            model_dir=path,
+            onnx_path=str(onnx_path),
+            onnx_batch_size=settings.embed_batch_size,
+            embed_batch_size=2048,
+        )
     return HuggingFaceEmbedding(
         model_name=path,
         device="cpu",
@@ -50,7 +54,6 @@ def load_embed_model(settings: Settings):  # -> BaseEmbedding
         normalize=True,
         embed_batch_size=settings.embed_batch_size,
         show_progress_bar=False,
-        **kwargs,
     )
 
 

@@ -8,10 +8,10 @@ names the ``openai`` client itself uses (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     )
 
     # --- corpus and store -------------------------------------------------------------------
-    corpus_paths: list[Path] = Field(default_factory=lambda: [PROJECT_ROOT / "data" / "corpus"])
+    corpus_paths: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [PROJECT_ROOT / "data" / "corpus"])
     chroma_path: Path = PROJECT_ROOT / "var" / "chroma"
     chroma_host: str = ""
     chroma_port: int = 8000
@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str = ""
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_messages: int = Field(20, ge=1)
     max_message_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
@@ -95,6 +95,17 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip().startswith("["):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("chroma_path", "prompts_dir", mode="after")
+    @classmethod
+    def _anchor(cls, value: Path) -> Path:
+        """Relative paths are relative to the project, not to wherever the command runs."""
+        return value if value.is_absolute() else PROJECT_ROOT / value
+
+    @field_validator("corpus_paths", mode="after")
+    @classmethod
+    def _anchor_all(cls, value: list[Path]) -> list[Path]:
+        return [p if p.is_absolute() else PROJECT_ROOT / p for p in value]
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

@@ -1,0 +1,41 @@
+"""``GET /health``: ready or not, what is loaded, how big the index is."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.schemas import Health
+from app.services import Services
+
+router = APIRouter(tags=["health"])
+
+
+def _count(collection) -> int | None:
+    try:
+        return collection.count()
+    except Exception:  # the store went away: report it, don't fail the health check
+        return None
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+async def health(request: Request):
+    services: Services | None = getattr(request.app.state, "services", None)
+    ready = bool(getattr(request.app.state, "ready", False)) and services is not None
+    if services is None:
+        return JSONResponse(Health(ready=False).model_dump(), status_code=503)
+    papers = await run_in_threadpool(_count, services.papers)
+    chunks = await run_in_threadpool(_count, services.chunks)
+    settings = services.settings
+    body = Health(
+        ready=ready and papers is not None,
+        papers=papers,
+        chunks=chunks,
+        embedding_model=services.embed_model_name,
+        llm_backend=services.answerer.backend_name,
+        llm_model=services.backend.model if services.backend is not None else None,
+        collection=settings.collection,
+        store="server" if settings.uses_chroma_server else "embedded",
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)

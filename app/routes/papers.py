@@ -1,0 +1,23 @@
+"""``GET /papers/{paper_id}``: one paper's title, whole abstract and metadata."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import ServicesDep
+from app.papers import get_paper
+from app.schemas import ErrorBody, Paper
+
+router = APIRouter(tags=["papers"])
+
+
+@router.get("/papers/{paper_id:path}", response_model=Paper, responses={404: {"model": ErrorBody}})
+async def paper(paper_id: str, services: ServicesDep) -> Paper:
+    found = await run_in_threadpool(get_paper, services.papers, paper_id)
+    if found is None:
+        raise HTTPException(
+            status_code=status.HTTP_404_NOT_FOUND,
+            detail=f"no paper with id {paper_id!r} in collection {services.settings.collection!r}",
+        )
+    return found

@@ -1,0 +1,242 @@
+"""``python -m eval {retrieval,answers,calibrate,report}``: evaluate the service on the question sets.
+
+- ``retrieval``  retrieval only (no LLM): compare modes / chunk sizes / condensing; fast.
+- ``answers``    retrieval and answers, in process or against a running server (``--url``).
+- ``calibrate``  pick the relevance floor from dev top similarities; prints it.
+- ``report``     the full comparison on dev, the held-out test numbers of the shipped defaults;
+                 writes ``docs/evaluation.md`` and ``docs/evaluation.png``.
+
+Every command writes a run folder ``eval/runs/<timestamp>/``: ``questions.jsonl`` (one row per
+question and config), ``summary.json``, ``report.md`` and ``chart.png``.
+Config specs (``--configs``): see ``eval/config.py``, e.g. ``hybrid:c200:k5:local``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from app import offline
+
+offline.configure()  # before chromadb / transformers are imported
+
+from app.settings import PROJECT_ROOT, Settings  # noqa: E402
+from app.store import StoreUnavailable  # noqa: E402
+from ingest.parsers import UnreadableFile  # noqa: E402
+from ingest.pipeline import IngestError  # noqa: E402
+from eval.config import Config, ConfigError, default_config, parse_config  # noqa: E402
+from eval.questions import QuestionSetError, load_questions, select  # noqa: E402
+
+RUNS_DIR = Path(__file__).resolve().parent / "runs"
+DOCS_DIR = PROJECT_ROOT / "docs"
+BUNDLED_CORPUS = PROJECT_ROOT / "data" / "corpus"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, configs: bool = True) -> None:
+        p.add_argument("--limit", type=int, help="only the first N questions (of each set)")
+        p.add_argument("--ids", nargs="+", help="only these question ids")
+        p.add_argument("--types", nargs="+", help="only these question types")
+        p.add_argument("--out", type=Path, help="run folder (default: eval/runs/<timestamp>)")
+        p.add_argument("--corpus", type=Path, nargs="+",
+                       help="corpus files/folders (default: the bundled data/corpus, which the "
+                            "question sets are written for)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        if configs:
+            p.add_argument("--set", default="dev", help="dev, test, or a path to a JSONL set")
+
+    retrieval = sub.add_parser("retrieval", help="retrieval-only comparison (no LLM)")
+    common(retrieval)
+    retrieval.add_argument("--configs", nargs="+", default=["bm25", "dense", "hybrid"],
+                           help="config specs (default: the three modes at the shipped chunk size)")
+
+    answers = sub.add_parser("answers", help="retrieval and answers")
+    common(answers)
+    answers.add_argument("--configs", nargs="+", default=["default"],
+                         help="config specs (default: the shipped defaults)")
+    answers.add_argument("--url", help="evaluate a running server (POST {url}/chat) instead of in process")
+    answers.add_argument("--api-key", default="", help="bearer token for --url, if the server wants one")
+    answers.add_argument("--judge-url", help="OpenAI-compatible base URL of an LLM judge (optional)")
+    answers.add_argument("--judge-model", help="model name for the judge")
+    answers.add_argument("--judge-api-key", default="", help="API key for the judge endpoint")
+
+    calibrate = sub.add_parser("calibrate", help="pick the relevance floor from dev similarities")
+    common(calibrate)
+    calibrate.add_argument("--config", default="default",
+                           help="config whose chunking / condensing to calibrate (default: shipped)")
+
+    report = sub.add_parser("report", help="the full comparison; writes docs/evaluation.md")
+    common(report, configs=False)
+    report.add_argument("--chunk-sizes", type=int, nargs="+", default=[128, 200, 254],
+                        help="chunk sizes to compare (default: 128 200 254)")
+    report.add_argument("--docs", type=Path, default=DOCS_DIR,
+                        help="where evaluation.md / evaluation.png go (default: docs/)")
+    report.add_argument("--llm-backend", choices=["local", "extractive", "openai"], default="local",
+                        help="backend of the shipped config's answers (default: the bundled local model)")
+    return parser
+
+
+def base_settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    corpus = args.corpus or [BUNDLED_CORPUS]
+    return settings.model_copy(update={"corpus_paths": [p.resolve() for p in corpus]})
+
+
+def run_dir(args: argparse.Namespace) -> Path:
+    path = args.out or RUNS_DIR / datetime.now().strftime("%Y%m%d-%H%M%S")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def questions_for(args: argparse.Namespace, set_name: str):
+    return select(load_questions(set_name), ids=args.ids, types=args.types, limit=args.limit)
+
+
+def parse_configs(specs: list[str], answers: bool) -> list[Config]:
+    configs = [parse_config(spec) for spec in specs]
+    if not answers:
+        configs = [c.with_(answers=False) for c in configs]
+    return list({c.name: c for c in configs}.values())
+
+
+async def cmd_compare(args: argparse.Namespace, answers: bool) -> int:
+    from eval import report as rp
+    from eval.runner import Runner, config_record, run_all
+
+    configs = parse_configs(args.configs, answers)
+    questions = questions_for(args, args.set)
+    out = run_dir(args)
+    judge = None
+    if answers and (args.judge_url or args.judge_model):
+        if not (args.judge_url and args.judge_model):
+            print("error: --judge-url and --judge-model go together", file=sys.stderr)
+            return 2
+        from eval.judge import Judge
+
+        judge = Judge(args.judge_url, args.judge_model, args.judge_api_key)
+    runner = Runner(base_settings(args), progress=not args.quiet,
+                    url=getattr(args, "url", None), api_key=getattr(args, "api_key", ""), judge=judge)
+    writer = rp.RowWriter(out / "questions.jsonl")
+    set_name = Path(args.set).stem if args.set not in ("dev", "test") else args.set
+    try:
+        await run_all(runner, configs, questions, set_name, writer)
+    finally:
+        writer.close()
+        await runner.aclose()
+        if judge is not None:
+            await judge.aclose()
+    rows = rp.read_rows(out / "questions.jsonl")
+    summaries = rp.summarize(rows, {c.name: config_record(c) for c in configs})
+    title = f"{'Answers' if answers else 'Retrieval'} on {set_name}" + (f" via {args.url}" if getattr(args, "url", None) else "")
+    outputs = rp.write_run(out, summaries, title)
+    print(rp.retrieval_comparison(summaries))
+    if answers:
+        print()
+        print(rp.answer_comparison(summaries))
+    print(f"\nrun folder: {out}  ({', '.join(p.name for p in outputs.values())}, questions.jsonl)")
+    return 0
+
+
+async def cmd_calibrate(args: argparse.Namespace) -> int:
+    from eval import metrics as m
+    from eval import report as rp
+    from eval.runner import Runner, run_all
+
+    config = parse_config(args.config).with_(answers=False)
+    if config.condense_mode == "llm":
+        print("note: cond-llm rewrites follow-ups with the configured LLM backend", file=sys.stderr)
+    questions = questions_for(args, args.set)
+    out = run_dir(args)
+    runner = Runner(base_settings(args), progress=not args.quiet)
+    writer = rp.RowWriter(out / "questions.jsonl")
+    try:
+        rows = (await run_all(runner, [config], questions, args.set, writer))[config.name]
+    finally:
+        writer.close()
+        await runner.aclose()
+    answerable = [r["top_similarity"] for r in rows if r["type"] != "out_of_scope"]
+    oos = [r["top_similarity"] for r in rows if r["type"] == "out_of_scope"]
+    if not answerable or not oos:
+        print("error: calibration needs both answerable and out_of_scope questions", file=sys.stderr)
+        return 2
+    best = m.calibrate_floor(answerable, oos)
+    current = m.floor_outcome(answerable, oos, config.relevance_floor)
+    rp.write_json(out / "calibration.json", {"config": config.name, "calibrated": best, "current": current,
+                                             "answerable": sorted(answerable), "out_of_scope": sorted(oos)})
+    print(f"config {config.name} on {args.set}: {len(answerable)} answerable, {len(oos)} out-of-scope")
+    print(f"out-of-scope top similarity: {', '.join(f'{v:.3f}' for v in sorted(oos))}")
+    print(f"lowest answerable:           {', '.join(f'{v:.3f}' for v in sorted(answerable)[:len(oos)])}")
+    for label, o in (("calibrated", best), (f"current {config.relevance_floor:g}", current)):
+        print(f"{label:>14}: floor {o['floor']:g}  accuracy {o['accuracy']:.3f}  "
+              f"answerable refused {o['false_refusals']}  out-of-scope let through {o['missed_out_of_scope']}")
+    print(f"relevance floor: {best['floor']:g}   (set PAPERQA_RELEVANCE_FLOOR={best['floor']:g})")
+    return 0
+
+
+async def cmd_report(args: argparse.Namespace) -> int:
+    from eval import report as rp
+    from eval.docs import render
+    from eval.runner import Runner, config_record
+    from eval.suite import Suite
+
+    dev, test = questions_for(args, "dev"), questions_for(args, "test")
+    out = run_dir(args)
+    runner = Runner(base_settings(args), progress=not args.quiet)
+    writer = rp.RowWriter(out / "questions.jsonl")
+    suite = Suite(runner, dev, test, args.chunk_sizes, writer, local_backend=args.llm_backend)
+    try:
+        result = await suite.run()
+    finally:
+        writer.close()
+        await runner.aclose()
+    summaries = [suite.summary(s, suite.configs[name]) for (s, name) in suite.rows]
+    extra = {
+        "calibration": result["calibration"],
+        "recommended": {**config_record(result["recommended"].config),
+                        "reasons": result["recommended"].reasons},
+        "default": config_record(default_config()),
+        "timing_s": suite.timing,
+        "load_averages": suite.loads,
+    }
+    rp.write_run(out, summaries, "Evaluation run", extra=extra)
+    args.docs.mkdir(parents=True, exist_ok=True)
+    docs_summaries = [suite.summary("dev", c) for c in [*result["grid"], *result["condense"]]]
+    docs_summaries += [suite.summary("dev", c) for c in [*result["answer_configs"], result["local_default"]]]
+    docs_summaries.append(suite.summary("test", result["local_default"]))
+    docs_summaries = list({(x["set"], x["name"], x["label"]): x for x in docs_summaries}.values())
+    rp.chart(docs_summaries, args.docs / "evaluation.png", "paperqa-lite evaluation")
+    (args.docs / "evaluation.md").write_text(render(suite, result, out.name, dev, test), encoding="utf-8")
+    shutil.copyfile(args.docs / "evaluation.md", out / "evaluation.md")
+    print(f"wrote {args.docs / 'evaluation.md'}, {args.docs / 'evaluation.png'}; run folder {out}")
+    print(f"calibrated relevance floor: {result['calibration']['floor']:g}")
+    rec = result["recommended"].config
+    print(f"recommended: mode {rec.retrieval_mode}, chunk {rec.chunk_size}, top_k {rec.top_k}, "
+          f"floor {rec.relevance_floor:g}, condense {rec.condense_mode}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "retrieval":
+            return asyncio.run(cmd_compare(args, answers=False))
+        if args.command == "answers":
+            return asyncio.run(cmd_compare(args, answers=True))
+        if args.command == "calibrate":
+            return asyncio.run(cmd_calibrate(args))
+        return asyncio.run(cmd_report(args))
+    except (ConfigError, QuestionSetError, StoreUnavailable, IngestError, UnreadableFile) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

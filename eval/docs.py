@@ -1,0 +1,214 @@
+"""``docs/evaluation.md``: the report command's results, as a document (generated; never hand-edited)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from eval import report as rp
+from eval.config import Config, default_config
+from eval.questions import TYPES, Question
+from eval.suite import TIE, Suite, machine_note, now_stamp
+
+SETTING_FIELDS = (
+    ("retrieval_mode", "PAPERQA_RETRIEVAL_MODE"),
+    ("chunk_size", "PAPERQA_CHUNK_SIZE"),
+    ("top_k", "PAPERQA_TOP_K"),
+    ("relevance_floor", "PAPERQA_RELEVANCE_FLOOR"),
+    ("condense_mode", "PAPERQA_CONDENSE_MODE"),
+)
+
+
+def type_counts(dev: Sequence[Question], test: Sequence[Question]) -> str:
+    rows = [[t, str(sum(q.type == t for q in dev)), str(sum(q.type == t for q in test))] for t in TYPES]
+    rows.append(["**all**", str(len(dev)), str(len(test))])
+    return rp.table(["type", "dev", "test"], rows)
+
+
+def by_type_matrix(summaries: Sequence[Mapping[str, Any]], metric: str) -> str:
+    types = [t for t in TYPES if t != "out_of_scope"]
+    rows = [[f"`{s['label']}`", *(rp.fmt(rp.value(s, "retrieval", metric, t)) for t in types),
+             rp.fmt(rp.value(s, "retrieval", metric))] for s in summaries]
+    return rp.table(["config", *types, "answerable"], rows)
+
+
+def calibration_section(cal: Mapping[str, Any], shipped: float) -> str:
+    ans, oos = cal["answerable"], cal["out_of_scope"]
+    spread = rp.table(
+        ["questions", "n", "min", "median", "max"],
+        [[name, str(len(v)), rp.fmt(min(v)), rp.fmt(sorted(v)[(len(v) - 1) // 2]), rp.fmt(max(v))]
+         for name, v in (("answerable", ans), ("out_of_scope", oos)) if v],
+    )
+    cur = cal["current"]
+    outcomes = rp.table(
+        ["floor", "accuracy (in/out)", "answerable refused", "out-of-scope let through",
+         "refusal acc. (OOS)", "false refusal rate"],
+        [[f"{o['floor']:g}" + (" (calibrated)" if o is cal else " (shipped)"), rp.fmt(o["accuracy"]),
+          str(o["false_refusals"]), str(o["missed_out_of_scope"]), rp.fmt(o["refusal_accuracy"]),
+          rp.fmt(o["false_refusal_rate"])] for o in (cal, cur)],
+    )
+    return "\n".join([
+        f"The service refuses when the best dense cosine similarity between the question (and, for a "
+        f"follow-up, its condensed form) and any chunk is below the floor. `python -m eval calibrate` "
+        f"takes that top similarity for every dev question (chunk size {cal['chunk_size']}, condense "
+        f"`{cal['condense_mode']}`) and picks the floor with the best in/out accuracy, ties broken "
+        f"toward fewer false refusals (candidates: midpoints between neighbouring observed values, "
+        f"rounded to 3 decimals).", "",
+        f"**Calibrated floor: {cal['floor']:g}** (shipped: {shipped:g}).", "",
+        "Top similarity per group:", "", spread, "", outcomes, "",
+        f"Out-of-scope top similarities: {', '.join(rp.fmt(v) for v in oos)}.  ",
+        f"Lowest answerable ones: {', '.join(rp.fmt(v) for v in ans[:8])}.",
+    ])
+
+
+def recommended_section(rec: Config, reasons: Sequence[str], dev_rec: Mapping[str, Any] | None,
+                        dev_default: Mapping[str, Any] | None) -> str:
+    shipped = default_config()
+    rows = []
+    for field, env in SETTING_FIELDS:
+        a, b = getattr(shipped, field), getattr(rec, field)
+        rows.append([f"`{field}` (`{env}`)", f"`{a}`", f"`{b}`", "same" if a == b else "**change**"])
+    parts = [rp.table(["setting", "shipped (app/settings.py)", "recommended", ""], rows), ""]
+    parts += [f"- {r}" for r in reasons]
+    if dev_rec is not None and dev_default is not None:
+        parts += ["", "Dev, extractive answers, shipped vs recommended (same answer backend, so the "
+                  "difference is retrieval, top_k and floor only):", "",
+                  rp.answer_comparison([dev_default, dev_rec])]
+    parts += ["", "These are recommendations: `app/settings.py` is not changed by this command."]
+    return "\n".join(parts)
+
+
+def caveats(dev: Sequence[Question], loads: Sequence[float], noisy: bool) -> str:
+    smallest = min(sum(q.type == t for q in dev) for t in TYPES)
+    lines = [
+        f"- Small sets: {len(dev)} questions per set, {smallest}-12 per type, so one question moves a "
+        f"type's mean by 0.08-0.14 and differences below ~{TIE} overall are noise; ties go to the "
+        "shipped value.",
+        "- Key facts are matched as exact substrings (ignoring case): a correct paraphrase (\"6.4 "
+        "points\" written as \"6.4 pts\") counts as a miss, so key-fact match is a lower bound.",
+        "- `multi` gold lists were built by hand: a retrieved paper outside the list may still fit.",
+        "- Extractive answers always cite the first three sources, so their citation numbers mostly "
+        "measure retrieval precision at 3; the local LLM (SmolLM2-135M) decides what to cite itself.",
+        "- Latency depends on the machine and on what else runs: the 1-minute load average, sampled "
+        f"at every question, went from {min(loads, default=0):.1f} to {max(loads, default=0):.1f} on "
+        f"{os.cpu_count()} cores during this run.",
+    ]
+    if noisy:
+        lines.append("- **The machine was busy during this run** (the load average went above the core count: "
+                     "other processes were using the CPU): latencies, the LLM's above all, are inflated "
+                     "and noisy; compare them between configs of this run only.")
+    return "\n".join(lines)
+
+
+def render(suite: Suite, result: Mapping[str, Any], run_dir_name: str, dev: Sequence[Question],
+           test: Sequence[Question]) -> str:
+    d = default_config()
+    grid, condense = result["grid"], result["condense"]
+    rec = result["recommended"]
+    s = suite.summary
+    dev_answers = [s("dev", c) for c in [*result["answer_configs"], result["local_default"]]]
+    # One row per config in the answer table (a config can be both in the grid and the k sweep).
+    dev_answers = list({x["name"] + x["label"]: x for x in dev_answers}.values())
+    rec_ex = rec.config.with_(llm_backend="extractive")
+    dev_rec = s("dev", rec_ex) if ("dev", rec_ex.name) in suite.rows else None
+    dflt_ex = d.with_(llm_backend="extractive")
+    dev_default = s("dev", dflt_ex) if ("dev", dflt_ex.name) in suite.rows else None
+    test_default = s("test", result["local_default"])
+    dev_local = s("dev", result["local_default"])
+    noisy = bool(suite.loads) and max(suite.loads) > (os.cpu_count() or 1)
+    minutes = suite.timing.get("total", 0) / 60
+    limited = len(dev) < 55 or len(test) < 55
+
+    parts = [
+        "# Evaluation",
+        "",
+        f"Generated by `python -m eval report` (or `make eval`) on {now_stamp()} ({machine_note()}) "
+        f"in {minutes:.1f} min. **Do not edit by hand**: rerun the command. Per-question results "
+        f"(JSONL) and the summary (JSON) are in the run folder `eval/runs/{run_dir_name}/` "
+        "(not committed).",
+        "",
+    ]
+    if limited:
+        parts += [f"> **Partial run**: {len(dev)} dev and {len(test)} test questions only "
+                  "(`--limit`); the numbers below are not the reference ones.", ""]
+    parts += [
+        "## Summary", "",
+        f"Held-out **test** set, shipped defaults (`{d.name}`, bundled SmolLM2-135M answering): "
+        f"hit@5 {rp.fmt(rp.value(test_default, 'retrieval', 'hit@5'))}, "
+        f"MRR@10 {rp.fmt(rp.value(test_default, 'retrieval', 'mrr@10'))}, "
+        f"nDCG@10 {rp.fmt(rp.value(test_default, 'retrieval', 'ndcg@10'))}; "
+        f"citation precision {rp.fmt(rp.value(test_default, 'answers', 'citation_precision'))}, "
+        f"citation recall {rp.fmt(rp.value(test_default, 'answers', 'citation_recall'))}, "
+        f"hallucinated citations {test_default.get('hallucinated_total', 0)}; "
+        f"out-of-scope refused {rp.fmt(rp.value(test_default, 'answers', 'oos_refused', 'out_of_scope'))}, "
+        f"answerable wrongly refused {rp.fmt(rp.value(test_default, 'answers', 'false_refusal'))}; "
+        f"key-fact match on detail questions "
+        f"{rp.fmt(rp.value(test_default, 'answers', 'key_fact_match', 'detail'))}; "
+        f"answer latency p50 {rp.fmt_ms(test_default['latency_ms'].get('total_ms', {}).get('p50'))}, "
+        f"p95 {rp.fmt_ms(test_default['latency_ms'].get('total_ms', {}).get('p95'))}.",
+        "",
+        f"Calibrated relevance floor (dev): **{result['calibration']['floor']:g}**.",
+        "",
+        "## Recommended defaults", "",
+        recommended_section(rec.config, rec.reasons, dev_rec, dev_default), "",
+        "## How it is measured", "",
+        "Question sets (`eval/questions/`, see its README): **dev** for every comparison and every "
+        "choice here; **test** held out, run once, for the shipped defaults only.", "",
+        type_counts(dev, test), "",
+        "- **Retrieval**: for each question, `Retriever.search(queries, mode, top_k=10)` with the "
+        "service's own queries (`app.answer.standalone_queries`: a follow-up also searches with the "
+        "previous user turn joined to it; `cond-off` = the raw question only; `cond-llm` = the "
+        "service's LLM rewrite). Ranking = the papers' titles in order; titles are matched to the "
+        "gold ones after `ingest.records.normalize_title`. Binary relevance: hit@k (a gold paper in "
+        "the first k), recall@k (share of the gold papers in the first k), MRR@10, nDCG@10 (ideal = "
+        "all gold papers first). Over the answerable questions (out-of-scope ones have no gold).",
+        "- **Answers** (`Answerer.answer`, the service's non-streaming path, in process): citation "
+        "precision = share of the cited papers that are gold, citation recall = share of the gold "
+        "papers cited (both over answered, answerable questions); hallucinated citations = cited "
+        "titles that are no paper of the corpus (must be 0); refusal accuracy = share of out-of-scope "
+        "questions refused; false refusals = share of answerable questions refused; key-fact match = "
+        "share of a question's key facts found (case-insensitive substring) in the answer.",
+        "- **Answer backends**: the bundled local LLM answers only for the shipped config (it takes "
+        "seconds per answer on 2 cores); every other answer config uses the extractive backend "
+        "(no LLM: the best-matching sentence of each of the first three sources, cited), which is "
+        "also the service's fallback.",
+        "- **Latency**: nearest-rank percentiles (p-th = the value at rank ceil(p/100·n) of the "
+        "sorted values). `search` = the retrieval part timed by the evaluator; `retrieve`, "
+        "`generate`, `total` = the service's own timings of the answer.",
+        "- **Config names** are specs that `python -m eval answers --configs NAME` accepts: mode, "
+        "`c` chunk size (overlap 32), `k` top_k, answer backend, then only what differs from the "
+        "shipped defaults (`f` floor, `cond-` condense mode, `retrieval-only`).",
+        "",
+        "## Dev: retrieval", "",
+        "Retrieval modes by chunk size, then condensing of follow-ups (shipped mode and chunk size):", "",
+        rp.retrieval_comparison([s("dev", c) for c in [*grid, *condense]]), "",
+        "nDCG@10 per question type:", "",
+        by_type_matrix([s("dev", c) for c in [*grid, *condense]], "ndcg@10"), "",
+        "hit@5 per question type:", "",
+        by_type_matrix([s("dev", c) for c in grid], "hit@5"), "",
+        "### Relevance floor", "",
+        calibration_section(result["calibration"], d.relevance_floor), "",
+        "## Dev: answers", "",
+        "Extractive answers for the comparisons, the local LLM for the shipped config "
+        f"(`{result['local_default'].name}`, labelled *default (shipped)*). Refusal accuracy is over "
+        "the out-of-scope questions, false refusals over the answerable ones.", "",
+        rp.answer_comparison(dev_answers), "",
+        "Shipped config with the local LLM, per type:", "",
+        rp.answers_by_type(dev_local), "",
+        *(["The same config with extractive answers, per type:", "",
+           rp.answers_by_type(dev_default), ""] if dev_default else []),
+        "## Test (held out): shipped defaults", "",
+        rp.config_section(test_default, level=3), "",
+        "## Chart", "",
+        "![dev and test comparison](evaluation.png)", "",
+        "Top: retrieval of every dev config (answerable questions). Bottom: answer configs.", "",
+        "## Caveats", "",
+        caveats(dev, suite.loads, noisy), "",
+        "## Every configuration in detail", "",
+    ]
+    for summary in [*(s("dev", c) for c in suite.configs.values() if ("dev", c.name) in suite.rows),
+                    test_default]:
+        parts += ["<details>", f"<summary>{summary['set']}: <code>{summary['label']}</code></summary>", "",
+                  rp.config_section(summary, level=4), "</details>", ""]
+    return "\n".join(parts)

@@ -1,0 +1,293 @@
+"""Run one configuration over a question set: retrieval part, then (optionally) the answer part.
+
+Retrieval part: ``Retriever.search(queries, mode, top_k=10)`` with the service's own condensing of
+follow-ups (``standalone_queries``), timed here; the ranking is the hit titles. Answer part: the
+service's ``Answerer.answer`` in process, or ``POST /chat`` on a running server (``url``).
+
+Loaded once per :class:`Runner` and shared across configurations: the embedding model, each LLM
+backend, and one set of services (store, BM25 index) per evaluation collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from tqdm import tqdm
+
+from app.answer import standalone_queries
+from app.settings import Settings
+from eval import metrics as m
+from eval.config import Config
+from eval.questions import Question, corpus_titles
+
+RANK_DEPTH = 10  # retrieval metrics are computed on the first 10 papers
+Row = dict[str, Any]
+
+
+def condensed_queries(question: Question, condense_mode: str) -> list[str]:
+    """Retrieval queries for ``off`` / ``concat``, exactly as ``Answerer._condense`` builds them."""
+    queries = standalone_queries(question.messages)
+    return queries[:1] if condense_mode == "off" else queries
+
+
+def answer_metrics(
+    question: Question, answer: str, cited: Sequence[str], refused: bool, titles: dict[str, str]
+) -> dict[str, float | int | None]:
+    """Metrics of one answer; citation metrics only for answerable, answered questions."""
+    answered = question.answerable and not refused
+    return {
+        "refused": int(refused),
+        "refusal_correct": int(m.refusal_correct(refused, question.answerable)),
+        "oos_refused": None if question.answerable else int(refused),
+        "false_refusal": int(refused) if question.answerable else None,
+        "citation_precision": m.citation_precision(cited, question.gold_titles) if answered else None,
+        "citation_recall": m.citation_recall(cited, question.gold_titles) if answered else None,
+        "cites_any": int(bool(cited)) if answered else None,
+        "hallucinated_citations": m.hallucinated_citations(cited, titles.values()),
+        "key_fact_match": m.key_fact_match(answer, question.key_facts) if answered else None,
+    }
+
+
+class Runner:
+    """Holds what is expensive to load; :meth:`run` evaluates one config over questions."""
+
+    def __init__(
+        self,
+        base: Settings,
+        embed_model=None,
+        progress: bool = True,
+        url: str | None = None,
+        api_key: str = "",
+        judge=None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.base = base
+        self.progress = progress
+        self.url = url.rstrip("/") if url else None
+        self.api_key = api_key
+        self.judge = judge
+        self.log = log
+        self._embed_model = embed_model
+        self._services: dict[str, Any] = {}
+        self._backends: dict[str, Any] = {}
+        self._titles: dict[str, str] | None = None
+
+    # --- shared resources ----------------------------------------------------------------------
+    @property
+    def embed_model(self):
+        if self._embed_model is None:
+            from app.embeddings import load_embed_model
+
+            self._embed_model = load_embed_model(self.base)
+        return self._embed_model
+
+    @property
+    def titles(self) -> dict[str, str]:
+        """The corpus's papers (normalised title -> title), for the hallucinated-citation check."""
+        if self._titles is None:
+            self._titles = corpus_titles(self.base.corpus_paths)
+        return self._titles
+
+    def services(self, config: Config):
+        """Store, retriever and prompts for the config's collection; ingested first if needed."""
+        key = config.collection
+        if key not in self._services:
+            from app.services import build_services
+            from ingest.pipeline import ingest
+
+            settings = config.settings(self.base)
+            started = time.perf_counter()
+            summary = ingest(settings, embed_model=self.embed_model, progress=self.progress)
+            if summary.new or summary.updated:
+                self.log(f"[eval] indexed {key}: {summary.render().splitlines()[0]}")
+            else:
+                self.log(f"[eval] index {key} up to date ({time.perf_counter() - started:.1f} s)")
+            self._services[key] = build_services(
+                settings, embed_model=self.embed_model, backend=None, load_llm=False
+            )
+        return self._services[key]
+
+    def backend(self, name: str):
+        """One backend per kind for the whole run (the local model is loaded once)."""
+        if name == "extractive":
+            return None
+        if name not in self._backends:
+            from app.llm import make_backend
+
+            self.log(f"[eval] loading LLM backend {name}")
+            self._backends[name] = make_backend(self.base.model_copy(update={"llm_backend": name}))
+        return self._backends[name]
+
+    def answerer(self, config: Config):
+        from app.answer import Answerer
+
+        services = self.services(config)
+        return Answerer(
+            config.settings(self.base), services.retriever, self.backend(config.llm_backend),
+            services.prompts,
+        )
+
+    async def aclose(self) -> None:
+        for backend in self._backends.values():
+            if backend is not None:
+                await backend.aclose()
+        self._backends.clear()
+
+    # --- one question --------------------------------------------------------------------------
+    async def _queries(self, question: Question, config: Config) -> list[str]:
+        if config.condense_mode == "llm" and len(question.messages) > 1:
+            # The service's own LLM rewrite (falls back to concat when the LLM fails).
+            return await self.answerer(config)._condense(question.messages)
+        return condensed_queries(question, config.condense_mode)
+
+    async def _retrieve(self, question: Question, config: Config) -> Row:
+        retriever = self.services(config).retriever
+        started = time.perf_counter()
+        queries = await self._queries(question, config)
+        condensed = time.perf_counter()
+        result = retriever.search(queries, config.retrieval_mode, top_k=RANK_DEPTH)
+        done = time.perf_counter()
+        ranked = [hit.title for hit in result.hits]
+        floor_refused = m.would_refuse(result.top_similarity, len(result.hits), config.relevance_floor)
+        metrics: dict[str, float | int | None] = dict(m.retrieval_metrics(ranked, list(question.gold_titles)))
+        metrics["floor_oos_refused"] = None if question.answerable else int(floor_refused)
+        metrics["floor_false_refusal"] = int(floor_refused) if question.answerable else None
+        return {
+            "queries": queries,
+            "ranked_titles": ranked,
+            "top_similarity": round(result.top_similarity, 5),
+            "metrics": metrics,
+            "timings": {
+                "condense_ms": round((condensed - started) * 1000, 1),
+                "search_ms": round((done - condensed) * 1000, 1),
+            },
+        }
+
+    async def _answer_in_process(self, question: Question, config: Config) -> dict[str, Any]:
+        result = await self.answerer(config).answer(
+            question.messages, top_k=config.top_k, mode=config.retrieval_mode
+        )
+        return result.model_dump(mode="json")
+
+    async def _answer_remote(self, question: Question, config: Config, client) -> dict[str, Any]:
+        body = {"messages": question.messages, "stream": False, "top_k": config.top_k,
+                "mode": config.retrieval_mode}
+        response = await client.post(f"{self.url}/chat", json=body)
+        if response.status_code != 200:
+            raise RuntimeError(f"POST /chat: HTTP {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+    async def _answer(self, question: Question, config: Config, client) -> Row:
+        started = time.perf_counter()
+        try:
+            if self.url:
+                data = await self._answer_remote(question, config, client)
+            else:
+                data = await self._answer_in_process(question, config)
+        except Exception as exc:  # one failed question must not lose the run
+            return {"error": f"{type(exc).__name__}: {exc}", "wall_ms": None}
+        wall_ms = round((time.perf_counter() - started) * 1000, 1)
+        citations = [
+            {"marker": c.get("marker"), "paper_id": c.get("paper_id"), "title": c.get("title", "")}
+            for c in data.get("citations", [])
+        ]
+        row: Row = {
+            "answer": data.get("answer", ""),
+            "citations": citations,
+            "source_titles": [s.get("title", "") for s in data.get("sources", [])],
+            "refused": bool(data.get("refused", False)),
+            "backend": data.get("backend"),
+            "fallback_reason": data.get("fallback_reason"),
+            "dropped_citations": data.get("dropped_citations", 0),
+            "usage": data.get("usage", {}),
+            "answer_timings": data.get("timings", {}),
+            "wall_ms": wall_ms,
+        }
+        row["answer_metrics"] = answer_metrics(
+            question, row["answer"], [c["title"] for c in citations], row["refused"], self.titles
+        )
+        if self.judge is not None and not row["refused"] and question.answerable:
+            passages = [s.get("passage", "") for s in data.get("sources", [])]
+            row["judge"] = await self.judge.score(question.question, passages, row["answer"])
+        return row
+
+    # --- one config ----------------------------------------------------------------------------
+    async def run(
+        self,
+        config: Config,
+        questions: Sequence[Question],
+        set_name: str,
+        sink: Callable[[Row], None] | None = None,
+    ) -> list[Row]:
+        """Evaluate ``config`` on ``questions``; each row is also given to ``sink`` as it is made."""
+        self.services(config)  # ingest / load before the progress bar starts
+        if config.answers and not self.url:
+            self.backend(config.llm_backend)
+        client = None
+        if config.answers and self.url:
+            import httpx
+
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            client = httpx.AsyncClient(timeout=300.0, headers=headers)
+        rows: list[Row] = []
+        bar = tqdm(questions, desc=f"{set_name} {config.label or config.name}", unit="q",
+                   disable=not self.progress, leave=False)
+        try:
+            for question in bar:
+                row: Row = {
+                    "set": set_name,
+                    "config": config.name,
+                    "label": config.label or config.name,
+                    "id": question.id,
+                    "type": question.type,
+                    "question": question.question,
+                    "gold_titles": list(question.gold_titles),
+                    "key_facts": list(question.key_facts),
+                }
+                row.update(await self._retrieve(question, config))
+                if config.answers:
+                    answered = await self._answer(question, config, client)
+                    row["metrics"].update(answered.pop("answer_metrics", {}))
+                    if "judge" in answered:
+                        row["metrics"].update(
+                            {f"judge_{k}": v for k, v in answered["judge"].items()
+                             if k in ("faithfulness", "relevance")}
+                        )
+                    row.update(answered)
+                rows.append(row)
+                if sink is not None:
+                    sink(row)
+        finally:
+            bar.close()
+            if client is not None:
+                await client.aclose()
+        return rows
+
+
+def config_record(config: Config) -> dict[str, Any]:
+    return {"name": config.name, **asdict(config)}
+
+
+async def run_all(
+    runner: Runner,
+    configs: Sequence[Config],
+    questions: Sequence[Question],
+    set_name: str,
+    sink: Callable[[Row], None] | None = None,
+) -> dict[str, list[Row]]:
+    """Every config in turn (sequentially: they share the CPU and the one local model)."""
+    out: dict[str, list[Row]] = {}
+    for config in configs:
+        started = time.perf_counter()
+        out[config.name] = await runner.run(config, questions, set_name, sink)
+        runner.log(f"[eval] {set_name} {config.label or config.name}: {len(questions)} questions "
+                   f"in {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def run_sync(coro):
+    return asyncio.run(coro)

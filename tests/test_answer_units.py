@@ -1,0 +1,118 @@
+"""Pure parts of retrieval and answering, without a model: fusion, grouping, budgets, prompts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.answer import build_messages, build_sources, count_tokens, make_citations, standalone_queries
+from app.extractive import best_sentence, extractive_answer, split_sentences
+from app.prompts import PromptError, check_template, load_prompts
+from app.retrieval import Passage, PaperHit, cosine_from_chroma, group_by_paper, rrf
+from app.settings import PROJECT_ROOT
+
+
+def passage(chunk: str, paper: str, score: float, text: str = "text") -> Passage:
+    return Passage(chunk_id=chunk, paper_id=paper, title=f"Title {paper}", text=text, score=score)
+
+
+def test_rrf_rewards_agreement() -> None:
+    fused = rrf([["a", "b", "c"], ["b", "a", "d"]], k=60)
+    assert fused["a"] == pytest.approx(1 / 61 + 1 / 62)
+    assert fused["a"] == fused["b"]
+    assert fused["c"] == pytest.approx(1 / 63)
+    assert max(fused, key=fused.get) in {"a", "b"} and fused["d"] < fused["c"] + 1e-12
+
+
+def test_group_by_paper_one_hit_per_paper_best_first() -> None:
+    hits = group_by_paper(
+        [passage("p1#0", "p1", 0.2), passage("p2#0", "p2", 0.5), passage("p1#1", "p1", 0.9)],
+        top_k=5,
+        per_paper=1,
+    )
+    assert [h.paper_id for h in hits] == ["p1", "p2"]
+    assert [p.chunk_id for p in hits[0].passages] == ["p1#1"]
+    assert hits[0].score == 0.9
+
+
+def test_group_by_paper_top_k() -> None:
+    hits = group_by_paper([passage(f"c{i}", f"p{i}", i) for i in range(10)], top_k=3, per_paper=2)
+    assert [h.paper_id for h in hits] == ["p9", "p8", "p7"]
+
+
+def test_cosine_from_chroma_inverts_exp_distance() -> None:
+    import math
+
+    for cos in (0.9, 0.3, -0.2):
+        assert cosine_from_chroma(math.exp(-(1 - cos))) == pytest.approx(cos)
+
+
+def hit(paper: str, text: str) -> PaperHit:
+    return PaperHit(paper_id=paper, title=f"A Paper Called {paper}", score=1.0,
+                    passages=(passage(paper + "#0", paper, 1.0, text),))
+
+
+def test_build_sources_respects_budget_and_numbers() -> None:
+    long = "word " * 2000
+    sources = build_sources([hit("a", long), hit("b", long), hit("c", "short text")], budget=300)
+    assert [s.n for s in sources] == [1, 2, 3]
+    total = sum(count_tokens(f"[{s.n}] {s.title}\n{s.passage}") for s in sources)
+    assert total <= 300 + 3 * 2  # the " …" marks
+    assert sources[2].passage == "short text"
+
+
+def test_build_sources_skips_sources_with_no_room() -> None:
+    sources = build_sources([hit(str(i), "text " * 50) for i in range(20)], budget=100)
+    assert sources == []
+
+
+def test_standalone_queries_keep_raw_question_first() -> None:
+    assert standalone_queries([{"role": "user", "content": " q "}]) == ["q"]
+    msgs = [
+        {"role": "user", "content": "What is RepQ-ViT?"},
+        {"role": "assistant", "content": "A method [1]."},
+        {"role": "user", "content": "Which datasets?"},
+    ]
+    assert standalone_queries(msgs) == ["Which datasets?", "What is RepQ-ViT? Which datasets?"]
+
+
+def test_prompts_load_and_placeholders_are_checked(tmp_path: Path) -> None:
+    prompts = load_prompts(PROJECT_ROOT / "prompts")
+    assert "{sources}" in prompts.answer
+    with pytest.raises(PromptError, match="missing \\['question'\\]"):
+        check_template("answer", "{sources} only")
+    with pytest.raises(PromptError, match="unknown \\['oops'\\]"):
+        check_template("answer", "{sources} {question} {oops}")
+    with pytest.raises(PromptError, match="literal braces"):
+        check_template("answer", "{sources} {question} {")
+    with pytest.raises(PromptError, match="prompt file missing"):
+        load_prompts(tmp_path)
+
+
+def test_build_messages_numbers_sources_and_keeps_short_history() -> None:
+    prompts = load_prompts(PROJECT_ROOT / "prompts")
+    sources = build_sources([hit("a", "alpha text"), hit("b", "beta text")], budget=400)
+    history = [{"role": "user", "content": "x" * 5000}, {"role": "assistant", "content": "y"}]
+    msgs = build_messages(prompts, sources, [*history, {"role": "user", "content": "Why?"}])
+    assert msgs[0]["role"] == "system"
+    assert "[1] A Paper Called a: alpha text" in msgs[-1]["content"]
+    assert "[2] A Paper Called b" in msgs[-1]["content"]
+    assert len(msgs[1]["content"]) <= 400
+
+
+def test_make_citations_maps_markers_to_sources() -> None:
+    sources = build_sources([hit("a", "alpha"), hit("b", "beta")], budget=400)
+    cites = make_citations(sources, [1, 0])
+    assert [(c.marker, c.paper_id) for c in cites] == [(1, "b"), (2, "a")]
+
+
+def test_extractive_picks_matching_sentence_and_cites() -> None:
+    text = "We study cats. Our method quantizes vision transformers to 4 bits. It is fast."
+    assert best_sentence("how to quantize vision transformers", text) == (
+        "Our method quantizes vision transformers to 4 bits."
+    )
+    answer = extractive_answer("quantize", [text, "Another paper. It quantizes too."])
+    assert answer.endswith("[2]") and "[1]" in answer
+    assert split_sentences("A b. C d? E") == ["A b.", "C d?", "E"]
+    assert extractive_answer("q", []) == ""
