@@ -250,10 +250,18 @@ class Answerer:
         # The raw question stays first: the rewrite can add to retrieval, never replace it.
         return [queries[0], rewritten] if rewritten else queries
 
+    def query_weights(self, queries: Sequence[str]) -> list[float]:
+        """The raw question counts fully alone; beside its standalone form, it counts less."""
+        if len(queries) == 1:
+            return [1.0]
+        return [self.settings.followup_raw_weight] + [1.0] * (len(queries) - 1)
+
     async def retrieve(
         self, queries: Sequence[str], mode: RetrievalMode | None, top_k: int | None
     ) -> RetrievalResult:
-        return await run_in_threadpool(self.retriever.search, list(queries), mode, top_k)
+        return await run_in_threadpool(
+            self.retriever.search, list(queries), mode, top_k, self.query_weights(queries)
+        )
 
     def is_covered(self, retrieval: RetrievalResult) -> bool:
         return bool(retrieval.hits) and retrieval.top_similarity >= self.settings.relevance_floor
@@ -298,41 +306,58 @@ class Answerer:
         t0 = time.perf_counter()
         raw, usage, fallback, backend = "", Usage(), None, self.backend_name
         llm_messages = build_messages(self.prompts, sources, messages)
-        if self.backend is None:
-            raw = extractive_answer(question, [s.passage for s in sources])
-        else:
+        if self.backend is not None:
             checker = CitationStream(len(sources))
             parts: list[str] = []
+            deadline = time.monotonic() + self.settings.llm_timeout_s
             try:
-                async with asyncio.timeout(self.settings.llm_timeout_s):
-                    if stream:
-                        async for delta in self.backend.stream(llm_messages, usage):
+                if stream:
+                    # The deadline is applied to each wait for the model, never across a yield:
+                    # time spent by the consumer (e.g. a slow client) is not the model's.
+                    pieces = self.backend.stream(llm_messages, usage)
+                    try:
+                        while True:
+                            remaining = deadline - time.monotonic()
+                            if remaining <= 0:
+                                raise TimeoutError
+                            try:
+                                delta = await asyncio.wait_for(anext(pieces), remaining)
+                            except StopAsyncIteration:
+                                break
                             if timings.first_token_ms is None:
                                 timings.first_token_ms = _ms(started)
                             parts.append(delta)
                             clean = checker.feed(delta)
                             if clean:
                                 yield DeltaEvent(clean)
-                    else:
-                        parts.append(await self.backend.complete(llm_messages, usage))
+                    finally:
+                        await pieces.aclose()
+                    tail = checker.close()
+                    if tail:
+                        yield DeltaEvent(tail)
+                else:
+                    parts.append(
+                        await asyncio.wait_for(
+                            self.backend.complete(llm_messages, usage), self.settings.llm_timeout_s
+                        )
+                    )
                 raw = "".join(parts)
                 if not raw.strip():
                     fallback = "the model returned an empty reply"
-            except LLMBusy as exc:
-                fallback = str(exc)
             except TimeoutError:
                 fallback = f"the model did not finish within {self.settings.llm_timeout_s:g} s"
-            except LLMError as exc:
+            except LLMError as exc:  # LLMBusy included
                 fallback = str(exc)
             if fallback is not None:
-                if parts:
-                    yield ErrorEvent(f"{fallback}; showing an extractive answer instead")
-                raw = extractive_answer(question, [s.passage for s in sources])
                 backend = "extractive"
+                if stream:
+                    yield ErrorEvent(f"{fallback}; showing an extractive answer instead")
+        if backend == "extractive":
+            raw = extractive_answer(question, [s.passage for s in sources])
         timings.generate_ms = _ms(t0)
 
         final = finalize(raw, titles)
-        if backend == "extractive" and self.backend is None and stream:
+        if backend == "extractive" and stream:
             yield DeltaEvent(final.text)
         timings.total_ms = _ms(started)
         yield DoneEvent(

@@ -37,6 +37,7 @@ class CitationState:
     n_sources: int
     order: list[int] = field(default_factory=list)  # source numbers (1-based) in first-cited order
     dropped: int = 0
+    named: set[int] = field(default_factory=set)  # sources cited by their title, marker or not
 
     def cite(self, source_number: int) -> int:
         if source_number not in self.order:
@@ -177,6 +178,7 @@ def scrub_titles(text: str, titles: list[str], state: CitationState) -> str:
         index = match_title(match.group("t"), titles)
         if index is not None:
             state.cite(index + 1)
+            state.named.add(index + 1)
             return match.group(0)
         state.dropped += 1
         return ""
@@ -189,29 +191,55 @@ def scrub_titles(text: str, titles: list[str], state: CitationState) -> str:
 _LEAD = re.compile(r"^\s*(?:\d{1,2}[.)]\s+|[-*•]\s+)?(?:\[\d+\]\s*)*:?\s*")
 
 
+_MARKERS = re.compile(r"\s*(?:\[\d+\]\s*)+")
+
+
+def _titleish(text: str) -> bool:
+    """A title-like phrase, not a sentence: several capitalised words, no sentence stop inside."""
+    return (
+        len(text.split()) >= 4
+        and looks_like_title(text)
+        and not re.search(r"[.!?]\s|[.!?]$", text)
+    )
+
+
+def _names_a_source(text: str, titles: list[str]) -> bool:
+    """``text`` is a source title, or one side of a source title's colon."""
+    parts = [part.strip() for title in titles for part in title.split(":", 1)]
+    return match_title(text, titles) is not None or match_title(text, parts) is not None
+
+
 def _scrub_line_head(line: str, titles: list[str], state: CitationState) -> str:
-    """A line that opens with a title (``1. Title: text``, ``[2] Title``), as small models write
-    when they copy the sources' layout: a source's title cites it; an invented one is removed."""
+    """Lines that carry titles (``1. Title: text``, ``[2] Title``, ``Name: Made-Up Subtitle [3]``),
+    as small models write when they copy the sources' layout. The longest head that is a source's
+    title cites it (and is written exactly); a title-like segment that names no source is removed
+    with the markers attached to it, so an invented title never reaches the user."""
     lead = _LEAD.match(line)
     start = lead.end() if lead else 0
     rest = line[start:]
     cuts = [m.start() for m in re.finditer(r":\s", rest)] + [len(rest)]
     for cut in sorted(cuts, reverse=True):
-        head = rest[:cut].strip()
+        head = _MARKERS.sub(" ", rest[:cut]).strip()
         if len(head) < 8:
             continue
         index = match_title(head, titles)
         if index is not None:
             marker = state.cite(index + 1)
+            state.named.add(index + 1)
             tail = rest[cut:].lstrip(": ").strip()
             return f"{line[:start]}{titles[index]} [{marker}]" + (f": {tail}" if tail else "")
-    head = rest[: cuts[0]].strip()
-    whole_line_title = cuts[0] == len(rest) and not re.search(r"[.!?]$", head)
-    if (cuts[0] < len(rest) or whole_line_title) and looks_like_title(head) and len(head.split()) >= 4:
-        state.dropped += 1
-        tail = rest[cuts[0]:].lstrip(": ").strip()
-        return (line[:start] + tail).rstrip()
-    return line
+    segments = re.split(r"(?<=\S):\s+", rest)
+    kept: list[str] = []
+    for position, segment in enumerate(segments):
+        clean = _MARKERS.sub(" ", segment).strip()
+        is_last = position == len(segments) - 1
+        if _titleish(clean) and not _names_a_source(clean, titles) and (not is_last or len(segments) > 1 or not kept):
+            state.dropped += 1
+            continue
+        kept.append(segment)
+    if len(kept) == len(segments):
+        return line
+    return (line[:start] + ": ".join(kept)).rstrip()
 
 
 def short_names(titles: list[str]) -> dict[str, int]:
@@ -255,11 +283,14 @@ class Finalized:
     dropped: int
 
 
-def renumber_by_appearance(text: str, order: list[int]) -> tuple[str, list[int]]:
+def renumber_by_appearance(
+    text: str, order: list[int], named: set[int] = frozenset()  # type: ignore[assignment]
+) -> tuple[str, list[int]]:
     """Markers numbered by where they first appear in the text (code spans skipped).
 
     ``order[m - 1]`` is the source behind marker ``m``; returns the new text and the new order.
-    A source cited without a marker in the text (a ``Title:`` line) goes last.
+    A source named by its title without a marker in the text (a ``Title:`` line) goes last; one
+    whose every marker was removed with an invented title is no longer cited.
     """
     new_order: list[int] = []
 
@@ -272,7 +303,7 @@ def renumber_by_appearance(text: str, order: list[int]) -> tuple[str, list[int]]
     parts = text.split("`")
     for i in range(0, len(parts), 2):  # even parts are outside code spans
         parts[i] = re.sub(r"\[(\d+)\]", sub, parts[i])
-    new_order.extend(source for source in order if source not in new_order)
+    new_order.extend(source for source in order if source not in new_order and source in named)
     return "`".join(parts), new_order
 
 
@@ -284,5 +315,5 @@ def finalize(raw: str, titles: list[str]) -> Finalized:
     text = scrub_titles(text, titles, state)
     if state.dropped:
         text = tidy(text)
-    text, order = renumber_by_appearance(text, state.order)
+    text, order = renumber_by_appearance(text, state.order, state.named)
     return Finalized(text=text.strip(), cited=[n - 1 for n in order], dropped=state.dropped)

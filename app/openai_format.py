@@ -122,8 +122,9 @@ def _data(payload: dict[str, Any] | str) -> ServerSentEvent:
 
 def closing_text(streamed: str, result: AnswerResult, notice: str | None) -> str:
     """What to send after the streamed text so that the reader ends with the checked answer."""
-    if notice is None and result.answer.startswith(streamed):
-        rest = result.answer[len(streamed):]
+    sent = streamed.strip()  # the checked answer is stripped; the stream may not be
+    if notice is None and result.answer.startswith(sent):
+        rest = result.answer[len(sent):]
     else:
         note = REVISED_NOTE if notice is None else f"\n\n[{notice}]\n"
         rest = (note if streamed.strip() else "") + result.answer

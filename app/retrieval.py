@@ -53,12 +53,15 @@ class RetrievalResult:
     top_similarity: float  # best dense cosine over the whole collection, for the relevance floor
 
 
-def rrf(ranked_lists: Sequence[Sequence[str]], k: int = 60) -> dict[str, float]:
-    """Reciprocal rank fusion: ``sum 1 / (k + rank)`` over the lists an id appears in."""
+def rrf(
+    ranked_lists: Sequence[Sequence[str]], k: int = 60, weights: Sequence[float] | None = None
+) -> dict[str, float]:
+    """Reciprocal rank fusion: ``sum w / (k + rank)`` over the lists an id appears in."""
     scores: dict[str, float] = {}
-    for ranking in ranked_lists:
+    for index, ranking in enumerate(ranked_lists):
+        weight = 1.0 if weights is None else weights[index]
         for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     return scores
 
 
@@ -151,12 +154,17 @@ class Retriever:
         queries: Sequence[str],
         mode: RetrievalMode | None = None,
         top_k: int | None = None,
+        weights: Sequence[float] | None = None,
     ) -> RetrievalResult:
+        """Fuse the rankings of every query (weighted, e.g. a follow-up's raw text counts half)."""
         mode = mode or self._settings.retrieval_mode
         top_k = top_k or self._settings.top_k
         k = max(self._settings.candidate_k, top_k)
+        weight_of = dict(zip(queries, weights or [1.0] * len(queries), strict=True))
         queries = [q for q in dict.fromkeys(q.strip() for q in queries) if q]
+        weight_of = {q.strip(): w for q, w in weight_of.items()}
         rankings: list[list[str]] = []
+        list_weights: list[float] = []
         seen: dict[str, object] = {}
         dense_of: dict[str, float] = {}
         top_similarity = 0.0
@@ -169,12 +177,14 @@ class Retriever:
                 top_similarity = max(top_similarity, cosine)
             if mode in ("dense", "hybrid"):
                 rankings.append([h.node.node_id for h in dense])
+                list_weights.append(weight_of.get(query, 1.0))
                 seen.update({h.node.node_id: h.node for h in dense})
             if mode in ("bm25", "hybrid"):
                 sparse = [h for h in self._sparse(query, k) if (h.score or 0.0) > 0.0]
                 rankings.append([h.node.node_id for h in sparse])
+                list_weights.append(weight_of.get(query, 1.0))
                 seen.update({h.node.node_id: h.node for h in sparse})
-        fused = rrf(rankings, self._settings.rrf_k)
+        fused = rrf(rankings, self._settings.rrf_k, list_weights)
         passages = [
             Passage(
                 chunk_id=node_id,

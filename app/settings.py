@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     embed_model_path: str = ""
     embed_backend: Literal["torch", "onnx-int8"] = "torch"
     embed_batch_size: int = 32
-    chunk_size: int = Field(200, ge=32, le=EMBED_WINDOW - 2)
+    chunk_size: int = Field(200, ge=64, le=EMBED_WINDOW - 2)
     chunk_overlap: int = Field(32, ge=0)
 
     # --- retrieval -------------------------------------------------------------------------
@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1)
     relevance_floor: float = 0.3
     condense_mode: Literal["llm", "concat", "off"] = "concat"
+    followup_raw_weight: float = Field(0.5, ge=0.0, le=1.0)
 
     # --- answering -------------------------------------------------------------------------
     llm_backend: LLMBackend = "auto"

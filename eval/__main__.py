@@ -112,6 +112,10 @@ async def cmd_compare(args: argparse.Namespace, answers: bool) -> int:
     from eval.runner import Runner, config_record, run_all
 
     configs = parse_configs(args.configs, answers)
+    if getattr(args, "url", None):
+        # The server answers with its own index, floor, backend and condensing; only the mode and
+        # top_k of the config are sent. The retrieval part still runs here, on the local index.
+        configs = [c.with_(label=f"{c.name} via {args.url}") for c in configs]
     questions = questions_for(args, args.set)
     out = run_dir(args)
     judge = None

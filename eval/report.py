@@ -246,6 +246,10 @@ def render_run(summaries: Sequence[Mapping[str, Any]], title: str, notes: str = 
     return "\n".join(parts)
 
 
+def short_label(label: str) -> str:
+    return label.removesuffix(":retrieval-only")
+
+
 # --- chart -------------------------------------------------------------------------------------
 def chart(summaries: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path:
     """Grouped bars: retrieval quality per config (top), answer quality per answer config (bottom)."""
@@ -257,10 +261,14 @@ def chart(summaries: Sequence[Mapping[str, Any]], path: Path, title: str = "") -
     retrieval_keys = ("hit@5", "mrr@10", "ndcg@10")
     answer_keys = ("hit@5", "mrr@10", "ndcg@10", "citation_precision", "citation_recall", "oos_refused")
     answer_sums = [s for s in summaries if "answers" in s]
-    panels = [(summaries, retrieval_keys, "Retrieval (answerable questions)")]
+    retrieval_sums = [s for s in summaries if "answers" not in s]
+    panels = []
+    if retrieval_sums:
+        panels.append((retrieval_sums, retrieval_keys, "Retrieval only (answerable questions)"))
     if answer_sums:
-        panels.append((answer_sums, answer_keys, "Answers"))
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(8.0, 0.9 * len(summaries) + 3), 4.2 * len(panels)),
+        panels.append((answer_sums, answer_keys, "Answers (retrieval metrics of the same run, then answer metrics)"))
+    widest = max(len(group) for group, _, _ in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(9.0, 0.85 * widest + 4), 4.6 * len(panels)),
                              squeeze=False)
     for ax, (group, keys, panel_title) in zip(axes[:, 0], panels, strict=True):
         width = 0.8 / len(keys)
@@ -272,11 +280,12 @@ def chart(summaries: Sequence[Mapping[str, Any]], path: Path, title: str = "") -
             label = "refusal acc. (OOS)" if key == "oos_refused" else METRIC_LABELS[key]
             ax.bar(xs, heights, width, label=label)
         ax.set_xticks(range(len(group)))
-        ax.set_xticklabels([f"{s['label']}\n({s['set']})" for s in group], rotation=30, ha="right", fontsize=8)
+        ax.set_xticklabels([f"{short_label(s['label'])} ({s['set']})" for s in group],
+                           rotation=35, ha="right", fontsize=8)
         ax.set_ylim(0, 1.05)
-        ax.set_title(panel_title)
+        ax.set_title(panel_title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8, ncols=min(len(keys), 6), loc="upper left", bbox_to_anchor=(0, -0.35))
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     if title:
         fig.suptitle(title)
     fig.tight_layout()

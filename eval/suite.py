@@ -19,7 +19,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from eval import metrics as m
@@ -164,8 +163,11 @@ class Suite:
     def _pick_condense(self, condense: Sequence[Config]) -> str:
         scored = [(c.condense_mode, rp.value(self.summary("dev", c), "retrieval", "ndcg@10", "followup"))
                   for c in condense]
-        best = max(s for _, s in scored if s is not None)
-        near = [mode for mode, s in scored if s is not None and best - s < TIE]
+        known = [(mode, s) for mode, s in scored if s is not None]
+        if not known:  # no follow-up question in the set
+            return self.default.condense_mode
+        best = max(s for _, s in known)
+        near = [mode for mode, s in known if best - s < TIE]
         if self.default.condense_mode in near:
             return self.default.condense_mode
         return min(near, key=lambda mode: CONDENSE_COST[mode])

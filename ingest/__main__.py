@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from app.settings import Settings
 from app.store import StoreUnavailable
 from ingest.parsers import PARSERS, UnreadableFile
@@ -43,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"error: invalid settings (PAPERQA_* variables or .env):\n{exc}", file=sys.stderr)
+        return 2
     if args.collection:
         settings = settings.model_copy(update={"collection": args.collection})
     try:

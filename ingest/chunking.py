@@ -50,7 +50,25 @@ def chunk_id(paper: Paper, index: int) -> str:
     return f"{paper.id}#{paper.content_hash[:12]}#{index}"
 
 
+# A title must leave at least this many wordpieces of each chunk for the abstract.
+MIN_TEXT_TOKENS = 16
+
+
+class TitleTooLong(ValueError):
+    """The title alone nearly fills a chunk: the record is reported and skipped."""
+
+
+def check_title(paper: Paper, count_tokens: Callable[[str], list[int]], chunk_size: int) -> None:
+    length = len(count_tokens(paper.title))
+    if length > chunk_size - MIN_TEXT_TOKENS:
+        raise TitleTooLong(
+            f"title is {length} wordpieces, too long for chunks of {chunk_size} (title and abstract "
+            f"swapped?); skipped. A larger PAPERQA_CHUNK_SIZE would take it"
+        )
+
+
 def chunk_paper(paper: Paper, splitter: SentenceSplitter) -> list[TextNode]:
+    """Chunks of the abstract, each embedded with the title (call :func:`check_title` first)."""
     metadata = chunk_metadata(paper)
     hidden = [key for key in metadata if key not in EMBEDDED_KEYS]
     document = Document(

@@ -60,7 +60,8 @@ def decode_lines(raw_lines: Iterable[bytes], source: str) -> Iterator[NumberedLi
                 f"{source}:{number}: looks like a binary file (NUL byte); give a UTF-8 text file"
             )
         try:
-            yield number, raw.decode("utf-8").rstrip("\r\n")
+            # utf-8-sig on the first line: a byte-order mark is not part of the text.
+            yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
         except UnicodeDecodeError as exc:
             yield ParseIssue(source, number, f"not valid UTF-8 ({exc.reason}); line skipped")
 
@@ -72,6 +73,14 @@ def parse_listing(lines: Iterable[NumberedLine | ParseIssue], source: str) -> It
     for item in lines:
         if isinstance(item, ParseIssue):
             yield item
+            if pending_title is not None:
+                # Its abstract was unreadable: never pair the title with whatever comes next.
+                yield ParseIssue(
+                    source,
+                    pending_title[0],
+                    f"title {pending_title[1]!r} lost its abstract to the unreadable line {item.line}; skipped",
+                )
+                pending_title = None
             continue
         number, line = item
         text = line.strip()
@@ -202,12 +211,15 @@ PARSERS = {"listing": parse_listing, "jsonl": parse_jsonl, "arxiv": parse_arxiv}
 
 def sniff_format(path: Path, first_line: str) -> Format:
     """``.txt`` is a listing dump; JSON lines with arXiv's fields are the snapshot; else JSONL."""
-    if path.suffix.lower() in {".txt", ".text", ""} and not first_line.lstrip().startswith("{"):
+    stripped = first_line.lstrip()
+    if path.suffix.lower() in {".txt", ".text", ""} and not stripped.startswith(("{", "[")):
         return "listing"
     try:
         obj = json.loads(first_line)
     except json.JSONDecodeError:
         return "jsonl"
+    if isinstance(obj, list) and obj:
+        obj = obj[0]
     if isinstance(obj, dict) and "update_date" in obj and "categories" in obj:
         return "arxiv"
     return "jsonl"
@@ -249,8 +261,26 @@ def read_file(path: Path, fmt: Format | None = None) -> Iterator[Record]:
         first_line = ""
         for raw in handle:
             if raw.strip():
-                first_line = raw.decode("utf-8", errors="replace")
+                first_line = raw.decode("utf-8-sig", errors="replace")
                 break
         handle.seek(0)
-        parser = PARSERS[fmt or sniff_format(path, first_line)]
-        yield from parser(decode_lines(handle, source), source)
+        chosen = fmt or sniff_format(path, first_line)
+        if first_line.lstrip().startswith("[") and chosen != "listing":
+            # A JSON array (pretty-printed or not): read whole, one record per element.
+            yield from PARSERS[chosen](_array_items(handle.read(), source), source)
+            return
+        yield from PARSERS[chosen](decode_lines(handle, source), source)
+
+
+def _array_items(raw: bytes, source: str) -> Iterator[NumberedLine | ParseIssue]:
+    """Elements of a JSON array as numbered JSON lines (the number is the element's position)."""
+    try:
+        items = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        yield ParseIssue(source, 1, f"not a valid JSON array ({exc}); file skipped")
+        return
+    if not isinstance(items, list):
+        yield ParseIssue(source, 1, "expected a JSON array of paper objects; file skipped")
+        return
+    for position, item in enumerate(items, start=1):
+        yield position, json.dumps(item)

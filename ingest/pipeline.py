@@ -28,7 +28,7 @@ from app.store import (
     layout_metadata,
     make_client,
 )
-from ingest.chunking import chunk_paper, embed_text, make_splitter
+from ingest.chunking import TitleTooLong, check_title, chunk_paper, embed_text, make_splitter
 from ingest.parsers import Format, UnreadableFile, corpus_files, read_file
 from ingest.records import Paper, ParseIssue
 
@@ -184,6 +184,7 @@ def ingest(
         bar.update(len(batch))
         todo = [p for p in batch if stored_hash.get(p.id) != p.content_hash]
         summary.unchanged += len(batch) - len(todo)
+        todo = [p for p in todo if _chunkable(p, count_tokens, settings.chunk_size, summary)]
         if not todo:
             continue
         summary.chunks += _write_batch(todo, splitter, embedder(), chunks_col, papers_col, max_batch)
@@ -195,6 +196,15 @@ def ingest(
     bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _chunkable(paper: Paper, count_tokens, chunk_size: int, summary: IngestSummary) -> bool:
+    try:
+        check_title(paper, count_tokens, chunk_size)
+    except TitleTooLong as exc:
+        summary.issues.append(f"{paper.source}:{paper.line}: {exc}")
+        return False
+    return True
 
 
 def _write_batch(todo: list[Paper], splitter, embed_model, chunks_col, papers_col, max_batch: int) -> int:

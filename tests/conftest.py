@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -206,3 +207,86 @@ def _wait_for_chroma(process: subprocess.Popen, host: str, port: int, log_path: 
         f"chroma server not up after {CHROMA_START_TIMEOUT_S:.0f} s ({last_error}):\n"
         + log_path.read_text(errors="replace")[-4000:]
     )
+
+
+# --- the bundled corpus, indexed once per session ----------------------------------------------
+BUNDLED_COLLECTION = "bundled_papers"
+
+
+@dataclass
+class BundledIndex:
+    """The bundled corpus ingested once (``summary`` is that first run's) and a retriever over it."""
+
+    settings: Settings
+    summary: object
+    retriever: object
+
+
+@pytest.fixture(scope="session")
+def bundled_index(tmp_path_factory: pytest.TempPathFactory, embed_model, count_tokens) -> BundledIndex:
+    """The whole bundled corpus in a private embedded Chroma store (about a minute, once).
+
+    Every test that needs the real index uses this one: ingestion tests read ``summary`` (the
+    first, full run), answering and HTTP tests build on ``settings`` and ``retriever``. Do not
+    write into its collection; make your own for tests that change a store.
+    """
+    from app.retrieval import Retriever
+    from app.store import get_collections, make_client
+    from ingest.pipeline import ingest
+
+    settings = _hermetic_settings(
+        chroma_path=tmp_path_factory.mktemp("bundled") / "chroma", collection=BUNDLED_COLLECTION
+    )
+    summary = ingest(settings, progress=False, embed_model=embed_model, count_tokens=count_tokens)
+    chunks, _ = get_collections(make_client(settings), settings.collection)
+    return BundledIndex(settings, summary, Retriever(settings, embed_model, chunks))
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (for "the server is down" tests)."""
+    return free_local_port()
+
+
+LLAMA_SERVER_START_TIMEOUT_S = 120.0
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama.cpp's OpenAI-compatible server (``python -m llama_cpp.server``) with the bundled
+    SmolLM2 GGUF on 127.0.0.1 and a free port; yields its base URL (``http://127.0.0.1:P/v1``)."""
+    from app.llm import bundled_gguf_path
+
+    host, port = "127.0.0.1", free_local_port()
+    log_path = tmp_path_factory.mktemp("llama_server") / "llama_server.log"
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gguf_path()),
+        "--host", host, "--port", str(port), "--n_ctx", "2048", "--n_threads", "2",
+        "--model_alias", "smollm2",
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=hermetic_env()
+        )
+    base = f"http://{host}:{port}/v1"
+    try:
+        deadline = time.monotonic() + LLAMA_SERVER_START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"llama.cpp server exited early:\n{log_path.read_text(errors='replace')[-4000:]}")
+            try:
+                if httpx.get(f"{base}/models", timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama.cpp server not up after {LLAMA_SERVER_START_TIMEOUT_S:.0f} s")
+            time.sleep(0.25)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

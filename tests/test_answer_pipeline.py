@@ -90,7 +90,7 @@ async def test_follow_up_keeps_the_topic(bundled_index) -> None:
     ]
     result = await answerer.answer(messages)
     assert not result.refused
-    assert "Lidar" in result.sources[0].title or "Lidar" in " ".join(s.title for s in result.sources[:3])
+    assert any("Lidar" in s.title for s in result.sources[:3]), [s.title for s in result.sources]
 
 
 async def test_extractive_mode_cites_without_llm(bundled_index) -> None:
@@ -114,7 +114,13 @@ async def test_llm_down_falls_back_to_extractive(bundled_index, free_port) -> No
 @pytest.mark.parametrize("stream", [True, False])
 async def test_openai_path_against_llama_cpp_server(bundled_index, llama_server, stream: bool) -> None:
     settings = bundled_index.settings.model_copy(
-        update={"openai_base_url": llama_server, "openai_api_key": "test", "llm_model": "smollm2"}
+        update={
+            "openai_base_url": llama_server,
+            "openai_api_key": "test",
+            "llm_model": "smollm2",
+            "llm_timeout_s": 240,  # generous: a loaded CI machine is slow, and no timing is tested
+            "max_answer_tokens": 80,
+        }
     )
     backend = OpenAIBackend(settings)
     try:

@@ -116,3 +116,9 @@ def test_extractive_picks_matching_sentence_and_cites() -> None:
     assert answer.endswith("[2]") and "[1]" in answer
     assert split_sentences("A b. C d? E") == ["A b.", "C d?", "E"]
     assert extractive_answer("q", []) == ""
+
+
+def test_rrf_weights_scale_each_list() -> None:
+    fused = rrf([["a", "b"], ["b", "a"]], k=60, weights=[0.5, 1.0])
+    assert fused["b"] == pytest.approx(0.5 / 62 + 1 / 61)
+    assert fused["b"] > fused["a"]

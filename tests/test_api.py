@@ -569,7 +569,8 @@ def test_client_disconnect_stops_generation(extractive_services: Services, path:
     slow = SlowAnswerer()
     app = create_app(services=dataclasses.replace(extractive_services, answerer=slow))
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
-        with http.stream("POST", path, json={"model": "paperqa", **ask(stream=True)}) as response:
+        body = ask(stream=True) if path == "/chat" else {"model": "paperqa", **ask(stream=True)}
+        with http.stream("POST", path, json=body) as response:
             assert response.status_code == 200
             seen = 0
             for line in response.iter_lines():

@@ -6,6 +6,7 @@ go to tests/artifacts/ (not committed).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -74,6 +75,15 @@ def ask(page, question: str, turn_index: int):
     return turn
 
 
+def screenshot(page, name: str) -> None:
+    """The whole page, in a window as tall as the page, so the sticky bars sit where they belong."""
+    size = page.viewport_size
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(height, size["height"])})
+    page.screenshot(path=str(ARTIFACTS / name))
+    page.set_viewport_size(size)
+
+
 def stored_abstract(services: Services, paper_id: str) -> str:
     return services.papers.get(ids=[paper_id], include=["documents"])["documents"][0]
 
@@ -113,23 +123,25 @@ def test_chat_page_with_the_real_model(browser, local_server: LiveServer, local_
         expected = turn.locator(".refs.cited li").nth(number - 1).locator("button.paper-title").inner_text()
         expect(page.locator("#paper-title")).to_have_text(expected)
         expect(panel).to_have_attribute("data-state", "loaded")
-    page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
-
     # 4. A follow-up continues the conversation and gets its own answer.
     second = ask(page, FOLLOW_UP, 1)
     expect(second).to_have_attribute("data-state", re.compile("done|failed"), timeout=ANSWER_TIMEOUT_MS)
     assert second.get_attribute("data-state") == "done", second.inner_text()
     assert second.locator(".answer").inner_text().strip()
     assert page.locator(".turn.user").count() == 2
-    page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
+    screenshot(page, "chat.png")
 
-    # 5. At phone width the page still fits.
+    # 5. At phone width the page still fits; the paper opens as a sheet over the conversation.
+    page.click("#paper-close")
+    expect(panel).to_be_hidden()
     page.set_viewport_size({"width": 390, "height": 844})
-    second.locator("button.paper-title").first.click()
-    expect(panel).to_have_attribute("data-state", "loaded")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"horizontal overflow at phone width: {width}px"
     page.screenshot(path=str(ARTIFACTS / "phone.png"))
+    second.locator("button.paper-title").last.click()
+    expect(panel).to_have_attribute("data-state", "loaded")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "phone-paper.png"))
     assert problems == [], problems
 
 
@@ -155,7 +167,7 @@ def test_hostile_titles_render_as_text(browser, planted_server: LiveServer) -> N
         assert page.locator(tag).count() == 0, tag
     assert page.locator("script").count() == 1  # the page's own app.js
     assert page.evaluate("window.__pwned") is None
-    page.screenshot(path=str(ARTIFACTS / "injection.png"), full_page=True)
+    screenshot(page, "injection.png")
     assert problems == [], problems
 
 
@@ -163,11 +175,15 @@ def test_service_errors_are_visible(browser, planted_server: LiveServer) -> None
     from playwright.sync_api import expect
 
     page, _ = open_page(browser, planted_server.url + "/")
-    # A question over the service's limit: the 422 reason is shown, the page stays usable.
-    page.evaluate("document.getElementById('question').removeAttribute('maxlength')")
-    turn = ask(page, "x" * 5000, 0)
+    # The service refuses the request (here: a question over its length limit, sent by another
+    # client): the 422 reason is shown and the page stays usable.
+    page.route("**/chat", lambda route: route.continue_(post_data=json.dumps(
+        {"messages": [{"role": "user", "content": "x" * 5000}], "stream": True})))
+    turn = ask(page, QUESTION, 0)
     expect(turn).to_have_attribute("data-state", "failed")
+    expect(turn.locator(".notice.error")).to_contain_text("422")
     expect(turn.locator(".notice.error")).to_contain_text("too long")
+    page.unroute("**/chat")
 
     # The service goes away: a network error is shown.
     page.route("**/chat", lambda route: route.abort())

@@ -153,3 +153,19 @@ def test_short_name_mention_becomes_a_citation() -> None:
 def test_plain_sentences_with_colons_are_left_alone() -> None:
     reply = "In short: the method works. Key result: 4-bit weights [1]."
     assert finalize(reply, TITLES).text == "In short: the method works. Key result: 4-bit weights [1]."
+
+
+def test_invented_subtitle_after_a_real_name_is_removed_with_its_marker() -> None:
+    reply = "1. NoisyQuant: Noiseless Quantization for Non-Numerical Transformers [3]\nIt adds noise [2]."
+    out = finalize(reply, TITLES)
+    assert "Noiseless Quantization" not in out.text
+    assert out.text.split("\n")[0] == "1. NoisyQuant [1]"
+    assert out.cited == [1]  # GPTQ's [3] went with the invented title
+    assert out.dropped == 1
+
+
+def test_real_subtitle_is_kept() -> None:
+    reply = "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained Transformers [3]"
+    out = finalize(reply, TITLES)
+    assert out.text == f"{TITLES[2]} [1]"
+    assert out.cited == [2]

@@ -339,12 +339,6 @@ def test_no_corpus_files_is_an_error(settings_factory, tmp_path, run):
         run(settings_factory(), [tmp_path])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: a title longer (in wordpieces) than chunk_size makes SentenceSplitter raise "
-    "ValueError inside _write_batch, aborting the whole run instead of reporting that record",
-)
 def test_overlong_title_is_reported_not_fatal(settings_factory, tmp_path, run):
     settings = settings_factory(collection="long_title")
     swapped = {  # a record with title and abstract swapped, say

@@ -212,11 +212,6 @@ def test_listing_whitespace_inside_lines_normalised():
     assert [(p.title, p.abstract) for p in records] == [("Title One", ABSTRACT)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a UTF-8 BOM is not stripped (read as 'utf-8', not 'utf-8-sig'): the BOM'd first "
-    "boilerplate line becomes a title and the glued first title becomes its abstract",
-)
 def test_listing_file_with_utf8_bom(tmp_path: Path):
     lines = ["Get trending papers in your email inbox!", "SubscribeTitle One", ABSTRACT,
              "Title Two", ABSTRACT]
@@ -227,11 +222,6 @@ def test_listing_file_with_utf8_bom(tmp_path: Path):
     assert [p.title for p in records] == ["Title One", "Title Two"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: in a listing, an undecodable abstract line is skipped but the pending title is "
-    "kept, so that title is paired with the NEXT paper's title as its 'abstract'",
-)
 def test_listing_undecodable_abstract_does_not_pair_title_with_next_title():
     raw = [
         b"First Title Of A Paper About Transformers\n",
@@ -633,3 +623,25 @@ def test_dedupe_collects_issues_and_is_lazy():
     assert summary.issues == ["x.jsonl:4: malformed JSON"]
     assert summary.entries == 1
     assert [p.title for p in gen] == ["B"]
+
+
+def test_json_array_file_pretty_printed(tmp_path: Path):
+    papers = [
+        {"title": "Array Paper One", "abstract": ABSTRACT},
+        {"title": "Array Paper Two"},
+        {"title": "Array Paper Three", "abstract": ABSTRACT, "id": "2301.00001v3"},
+    ]
+    path = tmp_path / "papers.json"
+    path.write_text(json.dumps(papers, indent=2), encoding="utf-8")
+    records = list(read_file(path))
+    assert [p.title for p in papers_of(records)] == ["Array Paper One", "Array Paper Three"]
+    assert papers_of(records)[1].id == "arxiv:2301.00001"
+    (issue,) = issues_of(records)
+    assert issue.line == 2 and "abstract" in issue.message
+
+
+def test_json_array_that_is_broken(tmp_path: Path):
+    path = tmp_path / "broken.json"
+    path.write_text('[{"title": "x",', encoding="utf-8")
+    (issue,) = issues_of(list(read_file(path)))
+    assert "not a valid JSON array" in issue.message

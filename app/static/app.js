@@ -355,7 +355,8 @@
       if (!done) {
         throw new Error(problems.length ? problems[problems.length - 1] : "the stream ended before the answer was complete");
       }
-      for (const problem of problems) view.notice(problem, "warn");
+      // A fallback is explained once, by finish(); other `error` events are shown as warnings.
+      if (!done.fallback_reason) for (const problem of problems) view.notice(problem, "warn");
       view.finish(done);
       history.push({ role: "assistant", content: done.answer || "" });
     } catch (err) {

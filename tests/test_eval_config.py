@@ -1,0 +1,75 @@
+"""Config specs of ``python -m eval --configs``, the floor/top_k picking rule, the CLI parser."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.settings import Settings
+from eval.__main__ import build_parser
+from eval.config import ConfigError, default_config, parse_config
+from eval.judge import parse_scores
+from eval.suite import pick
+
+
+def test_default_config_is_the_settings_class_defaults() -> None:
+    d = default_config()
+    fields = Settings.model_fields
+    assert d.retrieval_mode == fields["retrieval_mode"].default
+    assert d.chunk_size == fields["chunk_size"].default
+    assert d.top_k == fields["top_k"].default
+    assert d.relevance_floor == fields["relevance_floor"].default
+    assert d.condense_mode == fields["condense_mode"].default
+    assert parse_config("default") == d
+
+
+def test_spec_round_trips_through_the_name() -> None:
+    config = parse_config("bm25:c128:k8:extractive:f0.25:cond-off")
+    assert (config.retrieval_mode, config.chunk_size, config.top_k, config.llm_backend) == (
+        "bm25", 128, 8, "extractive")
+    assert config.relevance_floor == 0.25 and config.condense_mode == "off"
+    assert parse_config(config.name) == config
+    assert config.collection == f"eval_c128_o{default_config().chunk_overlap}"
+
+
+def test_retrieval_only_name_drops_what_plays_no_part() -> None:
+    config = parse_config("dense:c254:retrieval-only")
+    assert config.name == "dense:c254:retrieval-only"
+    assert parse_config(config.name) == config
+
+
+@pytest.mark.parametrize("spec", ["hybrid:c9999", "sparse", "k0", "c200:o200", "fast", "cond-maybe"])
+def test_bad_specs_are_rejected(spec: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_config(spec)
+
+
+def test_config_settings_override_the_base(settings_factory) -> None:
+    base = settings_factory()
+    settings = parse_config("dense:c128:k3:extractive:f0.2").settings(base)
+    assert settings.collection == "eval_c128_o32"
+    assert (settings.chunk_size, settings.top_k, settings.retrieval_mode) == (128, 3, "dense")
+    assert settings.relevance_floor == 0.2 and settings.llm_backend == "extractive"
+    assert settings.chroma_path == base.chroma_path
+
+
+def test_pick_keeps_the_preferred_value_within_the_tie_margin() -> None:
+    assert pick([("a", 0.80), ("b", 0.805)], preferred="a") == "a"
+    assert pick([("a", 0.80), ("b", 0.85)], preferred="a") == "b"
+    assert pick([("a", None), ("b", 0.5)], preferred="a") == "b"
+    assert pick([], preferred="a") == "a"
+
+
+def test_judge_scores_are_parsed_leniently() -> None:
+    assert parse_scores('Sure: {"faithfulness": 4, "relevance": 5}') == {"faithfulness": 4, "relevance": 5}
+    assert parse_scores('{"faithfulness": 9, "relevance": 2.0}') == {"faithfulness": None, "relevance": 2}
+    assert parse_scores("no json") == {"faithfulness": None, "relevance": None}
+
+
+def test_cli_parses_every_command() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["retrieval", "--set", "dev", "--configs", "bm25", "dense:c128", "--limit", "5"])
+    assert args.command == "retrieval" and args.configs == ["bm25", "dense:c128"] and args.limit == 5
+    args = parser.parse_args(["answers", "--url", "http://127.0.0.1:8000", "--configs", "default"])
+    assert args.url == "http://127.0.0.1:8000"
+    assert parser.parse_args(["calibrate", "--set", "dev"]).command == "calibrate"
+    assert parser.parse_args(["report"]).chunk_sizes == [128, 200, 254]

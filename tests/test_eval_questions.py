@@ -1,0 +1,118 @@
+"""The question sets are valid and match the bundled corpus (parsed as ingestion parses it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from eval.questions import (
+    SETS,
+    TYPES,
+    QuestionSetError,
+    corpus_abstracts,
+    corpus_titles,
+    load_questions,
+    missing_gold_titles,
+    parse_question,
+    select,
+)
+from ingest.records import normalize_title
+
+
+@pytest.fixture(scope="module")
+def titles(corpus_dir: Path) -> dict[str, str]:
+    return corpus_titles([corpus_dir])
+
+
+@pytest.fixture(scope="module")
+def question_sets():
+    return {name: load_questions(name) for name in SETS}
+
+
+def test_bundled_corpus_has_the_documented_papers(titles: dict[str, str]) -> None:
+    assert len(titles) == 586
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_every_gold_title_is_a_paper_of_the_corpus(name: str, question_sets, titles) -> None:
+    assert missing_gold_titles(question_sets[name], titles) == []
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_key_facts_occur_in_a_gold_abstract(name: str, question_sets, corpus_dir: Path) -> None:
+    abstracts = corpus_abstracts([corpus_dir])
+    for q in question_sets[name]:
+        gold_text = " ".join(abstracts[normalize_title(t)] for t in q.gold_titles).casefold()
+        for fact in q.key_facts:
+            assert fact.casefold() in gold_text, f"{q.id}: key fact {fact!r} not in a gold abstract"
+
+
+def test_ids_are_unique_and_dev_and_test_share_none(question_sets) -> None:
+    dev = [q.id for q in question_sets["dev"]]
+    test = [q.id for q in question_sets["test"]]
+    assert len(dev) == len(set(dev)) == 55
+    assert len(test) == len(set(test)) == 55
+    assert not set(dev) & set(test)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_type_mix_is_as_documented(name: str, question_sets) -> None:
+    counts = {t: sum(q.type == t for q in question_sets[name]) for t in TYPES}
+    assert counts == {"lookup": 12, "detail": 12, "multi": 8, "out_of_scope": 8, "keyword": 8, "followup": 7}
+
+
+def test_followups_end_with_the_question_after_their_history(question_sets) -> None:
+    for q in question_sets["dev"]:
+        assert q.messages[-1] == {"role": "user", "content": q.question}
+        assert len(q.messages) == len(q.history) + 1
+
+
+GOOD = {"id": "x-1", "type": "lookup", "question": "q?", "gold_titles": ["T"], "key_facts": [], "history": []}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"type": "nope"}, "unknown type"),
+        ({"question": "  "}, "empty question"),
+        ({"gold_titles": []}, "needs gold titles"),
+        ({"type": "out_of_scope"}, "no gold titles"),
+        ({"type": "detail"}, "needs key facts"),
+        ({"history": [{"role": "user", "content": "a"}]}, "history"),
+        ({"type": "followup"}, "history"),
+        ({"gold_titles": "T"}, "must be a list"),
+    ],
+)
+def test_invalid_questions_are_rejected(change: dict, message: str) -> None:
+    with pytest.raises(QuestionSetError, match=message):
+        parse_question({**GOOD, **change}, "set.jsonl:1")
+
+
+def test_missing_field_is_named() -> None:
+    obj = dict(GOOD)
+    del obj["key_facts"]
+    with pytest.raises(QuestionSetError, match="key_facts"):
+        parse_question(obj, "set.jsonl:1")
+
+
+def test_duplicate_ids_in_a_file_are_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "set.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + json.dumps(GOOD) + "\n", encoding="utf-8")
+    with pytest.raises(QuestionSetError, match="duplicate id"):
+        load_questions(path)
+
+
+def test_missing_gold_titles_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "set.jsonl"
+    path.write_text(json.dumps({**GOOD, "gold_titles": ["Known", "Unknown Paper"]}) + "\n", encoding="utf-8")
+    questions = load_questions(path)
+    assert missing_gold_titles(questions, {normalize_title("known"): "Known"}) == ["x-1: Unknown Paper"]
+
+
+def test_select(question_sets) -> None:
+    dev = question_sets["dev"]
+    assert [q.id for q in select(dev, limit=2)] == ["dev-001", "dev-002"]
+    assert {q.type for q in select(dev, types=["keyword"])} == {"keyword"}
+    assert [q.id for q in select(dev, ids=["dev-050", "dev-003"])] == ["dev-003", "dev-050"]
