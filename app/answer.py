@@ -10,6 +10,8 @@ pipeline without streaming (one ``complete`` call) and returns the result.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,9 @@ from app.llm import ChatBackend, LLMBusy, LLMError, Message, Usage
 from app.prompts import Prompts
 from app.retrieval import PaperHit, RetrievalResult, Retriever
 from app.settings import RetrievalMode, Settings
+from app.store import store_errors
+
+log = logging.getLogger(__name__)
 
 HISTORY_CHARS = 400  # each earlier turn shown to the model is cut to this
 
@@ -259,9 +264,10 @@ class Answerer:
     async def retrieve(
         self, queries: Sequence[str], mode: RetrievalMode | None, top_k: int | None
     ) -> RetrievalResult:
-        return await run_in_threadpool(
-            self.retriever.search, list(queries), mode, top_k, self.query_weights(queries)
-        )
+        with store_errors(self.settings):
+            return await run_in_threadpool(
+                self.retriever.search, list(queries), mode, top_k, self.query_weights(queries)
+            )
 
     def is_covered(self, retrieval: RetrievalResult) -> bool:
         return bool(retrieval.hits) and retrieval.top_similarity >= self.settings.relevance_floor
@@ -306,6 +312,8 @@ class Answerer:
         t0 = time.perf_counter()
         raw, usage, fallback, backend = "", Usage(), None, self.backend_name
         llm_messages = build_messages(self.prompts, sources, messages)
+        if self.settings.debug:  # whole prompts only when debugging (PAPERQA_DEBUG)
+            log.info("prompt: %s", json.dumps(llm_messages, ensure_ascii=False))
         if self.backend is not None:
             checker = CitationStream(len(sources))
             parts: list[str] = []
@@ -356,7 +364,7 @@ class Answerer:
             raw = extractive_answer(question, [s.passage for s in sources])
         timings.generate_ms = _ms(t0)
 
-        final = finalize(raw, titles)
+        final = finalize(raw, titles, [s.passage for s in sources])
         if backend == "extractive" and stream:
             yield DeltaEvent(final.text)
         timings.total_ms = _ms(started)

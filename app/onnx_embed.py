@@ -3,7 +3,7 @@ weights (nothing is downloaded), behind LlamaIndex's ``BaseEmbedding`` interface
 
 Why: the MiniLM forward pass is nearly all of ingestion time on a small CPU. The int8 model is
 ~4x smaller, and batches are sorted by length so little compute goes to padding. The export is
-done once and cached next to the store (``<chroma_path>/../onnx``), keyed by the weights' hash.
+done once and cached in ``PAPERQA_MODEL_CACHE_DIR``, keyed by the weights' hash.
 Pooling and normalisation are those of the sentence-transformers model: mean over real tokens,
 then L2. ``bench/ingest.py`` measures the speed-up and the agreement with the torch model.
 """
@@ -102,6 +102,8 @@ class OnnxMiniLM(BaseEmbedding):
         if threads:
             options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No memory arena: it would keep the largest batch's buffers for the life of the process.
+        options.enable_cpu_mem_arena = False
         self._session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
         tokenizer.enable_truncation(self.max_length)

@@ -25,6 +25,7 @@ from sse_starlette import ServerSentEvent
 from app.answer import AnswerResult, Answerer, DeltaEvent, DoneEvent, ErrorEvent
 from app.llm import LLMBusy, Message
 from app.settings import RetrievalMode
+from app.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,10 @@ async def completion_chunks(
                         yield _data(maker.usage_chunk(result))
     except LLMBusy as exc:
         yield _data({"error": {"message": str(exc), "type": "server_error", "code": 503}})
+    except StoreUnavailable as exc:
+        log.error("store unavailable: %s", exc)
+        message = f"the paper store is unavailable: {exc}"
+        yield _data({"error": {"message": message, "type": "server_error", "code": 503}})
     except Exception:
         log.exception("the completion stream failed")
         yield _data(

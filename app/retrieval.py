@@ -99,19 +99,39 @@ class Retriever:
 
     def __init__(self, settings: Settings, embed_model, chunks_collection) -> None:
         from llama_index.core import VectorStoreIndex
-        from llama_index.core.schema import TextNode
-        from llama_index.retrievers.bm25 import BM25Retriever
         from llama_index.vector_stores.chroma import ChromaVectorStore
-
-        from ingest.chunking import METADATA_TEMPLATE, TEXT_TEMPLATE
 
         self._settings = settings
         self._embed_model = embed_model
         self._collection = chunks_collection
         store = ChromaVectorStore(chroma_collection=chunks_collection)
         self._index = VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
+        self._bm25_lock = threading.Lock()
+        self._bm25, self.n_chunks, self.n_papers = self._load_bm25()
+
+    def reload_bm25(self) -> int:
+        """Rebuild the BM25 index from the store (papers added since start); returns its chunks.
+
+        The dense side needs no reload: it queries Chroma. Searches keep using the old BM25 index
+        while the new one is built, then the new one replaces it at once.
+        """
+        bm25, n_chunks, n_papers = self._load_bm25()
+        with self._bm25_lock:
+            self._bm25, self.n_chunks, self.n_papers = bm25, n_chunks, n_papers
+        return n_chunks
+
+    def stored_chunks(self) -> int:
+        """How many chunks the store holds now (cheap: one count). Blocking."""
+        return self._collection.count()
+
+    def _load_bm25(self):
+        from llama_index.core.schema import TextNode
+        from llama_index.retrievers.bm25 import BM25Retriever
+
+        from ingest.chunking import METADATA_TEMPLATE, TEXT_TEMPLATE
+
         nodes = []
-        for record in iter_records(chunks_collection, include=["documents", "metadatas"]):
+        for record in iter_records(self._collection, include=["documents", "metadatas"]):
             metadata = record["metadatas"] or {}
             hidden = [k for k in metadata if k != "title"]
             nodes.append(
@@ -125,14 +145,12 @@ class Retriever:
                     text_template=TEXT_TEMPLATE,
                 )
             )
-        self.n_chunks = len(nodes)
-        self.n_papers = len({n.metadata.get("paper_id") for n in nodes})
-        self._bm25 = (
-            BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=settings.candidate_k)
+        bm25 = (
+            BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=self._settings.candidate_k)
             if nodes
             else None
         )
-        self._bm25_lock = threading.Lock()
+        return bm25, len(nodes), len({n.metadata.get("paper_id") for n in nodes})
 
     def _dense(self, embedding: list[float], k: int):
         from llama_index.core.schema import QueryBundle
@@ -143,9 +161,9 @@ class Retriever:
     def _sparse(self, query: str, k: int):
         from llama_index.core.schema import QueryBundle
 
-        if self._bm25 is None:
-            return []
         with self._bm25_lock:  # bm25s keeps per-call state on the retriever
+            if self._bm25 is None:
+                return []
             self._bm25.similarity_top_k = min(k, self.n_chunks)
             return self._bm25.retrieve(QueryBundle(query_str=query))
 

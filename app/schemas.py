@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.answer import Citation, Source
+from app.answer import AnswerResult, Citation, Source
 from app.settings import RetrievalMode
 
 Role = Literal["system", "user", "assistant"]
@@ -179,6 +179,13 @@ class ErrorBody(BaseModel):
     detail: Any
 
 
+class LLMFailure(BaseModel):
+    """503 from ``POST /chat`` when the configured LLM failed: the reason, and an extractive answer."""
+
+    detail: str
+    fallback: AnswerResult
+
+
 __all__ = [
     "ChatCompletionRequest",
     "ChatMessage",
@@ -186,6 +193,7 @@ __all__ = [
     "Citation",
     "ErrorBody",
     "Health",
+    "LLMFailure",
     "Paper",
     "SearchHit",
     "SearchResponse",

@@ -38,12 +38,15 @@ class Settings(BaseSettings):
     chroma_port: int = 8000
     chroma_ssl: bool = False
     collection: str = "papers"
+    store_timeout_s: float = Field(10.0, gt=0)
+    store_retry_s: float = Field(5.0, gt=0)
 
     # --- embeddings and chunking -----------------------------------------------------------
     embed_model_path: str = ""
-    embed_backend: Literal["torch", "onnx-int8"] = "torch"
+    embed_backend: Literal["torch", "onnx-int8"] = "onnx-int8"
     embed_batch_size: int = 32
-    chunk_size: int = Field(200, ge=64, le=EMBED_WINDOW - 2)
+    model_cache_dir: Path = PROJECT_ROOT / "var" / "models"
+    chunk_size: int = Field(254, ge=64, le=EMBED_WINDOW - 2)
     chunk_overlap: int = Field(32, ge=0)
 
     # --- retrieval -------------------------------------------------------------------------
@@ -51,9 +54,10 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=50)
     candidate_k: int = Field(30, ge=1, le=500)
     rrf_k: int = Field(60, ge=1)
-    relevance_floor: float = 0.3
+    relevance_floor: float = 0.397
     condense_mode: Literal["llm", "concat", "off"] = "concat"
     followup_raw_weight: float = Field(0.5, ge=0.0, le=1.0)
+    index_refresh_s: float = Field(30.0, ge=0)
 
     # --- answering -------------------------------------------------------------------------
     llm_backend: LLMBackend = "auto"
@@ -85,6 +89,7 @@ class Settings(BaseSettings):
     max_messages: int = Field(20, ge=1)
     max_message_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    body_timeout_s: float = Field(10.0, gt=0)
     rate_limit_per_minute: int = Field(120, ge=0)
     log_level: str = "INFO"
     debug: bool = False
@@ -97,7 +102,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("chroma_path", "prompts_dir", mode="after")
+    @field_validator("chroma_path", "prompts_dir", "model_cache_dir", mode="after")
     @classmethod
     def _anchor(cls, value: Path) -> Path:
         """Relative paths are relative to the project, not to wherever the command runs."""

@@ -21,6 +21,7 @@ from sse_starlette import ServerSentEvent
 from app.answer import Answerer, DeltaEvent, DoneEvent, ErrorEvent, SourcesEvent
 from app.llm import LLMBusy, Message
 from app.settings import RetrievalMode
+from app.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ async def chat_events(
                     yield sse("done", event.result.model_dump(mode="json"))
     except LLMBusy as exc:
         yield sse("error", {"message": str(exc)})
+    except StoreUnavailable as exc:
+        log.error("store unavailable: %s", exc)
+        yield sse("error", {"message": f"the paper store is unavailable: {exc}"})
     except Exception:
         log.exception("the answer stream failed")
         yield sse("error", {"message": "the answer failed on the server; please retry"})

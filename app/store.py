@@ -11,6 +11,8 @@ sent to a server.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from app.settings import Settings
@@ -31,30 +33,90 @@ def _chroma_settings():
     return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 
 
-def make_client(settings: Settings):
-    """``HttpClient`` when a Chroma server host is configured, else ``PersistentClient`` on disk."""
+def where(settings: Settings) -> str:
+    if settings.uses_chroma_server:
+        return f"Chroma server at {settings.chroma_host}:{settings.chroma_port}"
+    return f"Chroma store at {settings.chroma_path}"
+
+
+def make_client(settings: Settings, timeout_s: float | None = None):
+    """``HttpClient`` when a Chroma server host is configured, else ``PersistentClient`` on disk.
+
+    ``timeout_s`` bounds each request to a server (Chroma's own client waits forever), so a hung
+    server makes requests fail with :class:`StoreUnavailable` instead of hanging them.
+    """
     import chromadb
 
     try:
         if settings.uses_chroma_server:
-            return chromadb.HttpClient(
+            client = chromadb.HttpClient(
                 host=settings.chroma_host,
                 port=settings.chroma_port,
                 ssl=settings.chroma_ssl,
                 settings=_chroma_settings(),
             )
+            if timeout_s is not None:
+                _bound_requests(client, timeout_s)
+            return client
         settings.chroma_path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(settings.chroma_path), settings=_chroma_settings())
     except Exception as exc:
-        where = (
-            f"Chroma server at {settings.chroma_host}:{settings.chroma_port}"
-            if settings.uses_chroma_server
-            else f"Chroma store at {settings.chroma_path}"
-        )
         raise StoreUnavailable(
-            f"Cannot open the {where}: {exc}. Check PAPERQA_CHROMA_HOST/PORT (is the server up?) "
-            "or PAPERQA_CHROMA_PATH."
+            f"Cannot open the {where(settings)}: {exc}. Check PAPERQA_CHROMA_HOST/PORT (is the server "
+            "up?) or PAPERQA_CHROMA_PATH."
         ) from exc
+
+
+def _bound_requests(client, timeout_s: float) -> None:
+    """Give the HTTP session under Chroma's ``HttpClient`` a timeout (it has none by default)."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(timeout_s)
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    """What a store call raises when the store is down or broken (not a bug of ours)."""
+    import httpx
+    from chromadb.errors import ChromaError
+
+    return (httpx.TransportError, ConnectionError, TimeoutError, ChromaError)
+
+
+@contextmanager
+def store_errors(settings: Settings) -> Iterator[None]:
+    """Turn a failed store call (server down, timed out, broken) into :class:`StoreUnavailable`."""
+    try:
+        yield
+    except StoreUnavailable:
+        raise
+    except _failures() as exc:
+        hint = "is the server up? PAPERQA_CHROMA_HOST/PORT" if settings.uses_chroma_server else "PAPERQA_CHROMA_PATH"
+        raise StoreUnavailable(
+            f"the {where(settings)} failed ({type(exc).__name__}: {str(exc)[:200]}); {hint}"
+        ) from exc
+
+
+def heartbeat(client, settings: Settings, timeout_s: float) -> str | None:
+    """None when the store answers a heartbeat within ``timeout_s``, else why not. Blocking."""
+    if not settings.uses_chroma_server:
+        try:
+            client.heartbeat()
+        except Exception as exc:
+            return f"the {where(settings)} failed: {exc}"
+        return None
+    import httpx
+
+    scheme = "https" if settings.chroma_ssl else "http"
+    url = f"{scheme}://{settings.chroma_host}:{settings.chroma_port}/api/v2/heartbeat"
+    try:
+        response = httpx.get(url, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return f"the {where(settings)} does not answer ({type(exc).__name__}: {exc})"
+    if response.status_code != 200:
+        return f"the {where(settings)} answered its heartbeat with HTTP {response.status_code}"
+    return None
 
 
 def layout_metadata(settings: Settings, embed_model: str) -> dict[str, Any]:

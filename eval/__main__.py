@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import sys
 from datetime import datetime
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="chunk sizes to compare (default: 128 200 254)")
     report.add_argument("--docs", type=Path, default=DOCS_DIR,
                         help="where evaluation.md / evaluation.png go (default: docs/)")
+    report.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue an earlier run folder: configs already there are not run again "
+                             "(also re-renders the document from a finished run)")
     report.add_argument("--llm-backend", choices=["local", "extractive", "openai"], default="local",
                         help="backend of the shipped config's answers (default: the bundled local model)")
     return parser
@@ -192,10 +196,19 @@ async def cmd_report(args: argparse.Namespace) -> int:
     from eval.suite import Suite
 
     dev, test = questions_for(args, "dev"), questions_for(args, "test")
+    if args.resume:
+        if not (args.resume / "questions.jsonl").is_file():
+            print(f"error: {args.resume}/questions.jsonl not found", file=sys.stderr)
+            return 2
+        args.out = args.resume
     out = run_dir(args)
+    previous = rp.read_rows(out / "questions.jsonl") if args.resume else []
     runner = Runner(base_settings(args), progress=not args.quiet)
     writer = rp.RowWriter(out / "questions.jsonl")
     suite = Suite(runner, dev, test, args.chunk_sizes, writer, local_backend=args.llm_backend)
+    suite.preload(previous)
+    if args.resume and (out / "summary.json").is_file():
+        suite.earlier_timing = json.loads((out / "summary.json").read_text(encoding="utf-8")).get("timing_s", {})
     try:
         result = await suite.run()
     finally:
@@ -207,16 +220,17 @@ async def cmd_report(args: argparse.Namespace) -> int:
         "recommended": {**config_record(result["recommended"].config),
                         "reasons": result["recommended"].reasons},
         "default": config_record(default_config()),
-        "timing_s": suite.timing,
+        "timing_s": suite.earlier_timing or suite.timing,
         "load_averages": suite.loads,
     }
     rp.write_run(out, summaries, "Evaluation run", extra=extra)
     args.docs.mkdir(parents=True, exist_ok=True)
-    docs_summaries = [suite.summary("dev", c) for c in [*result["grid"], *result["condense"]]]
-    docs_summaries += [suite.summary("dev", c) for c in [*result["answer_configs"], result["local_default"]]]
-    docs_summaries.append(suite.summary("test", result["local_default"]))
-    docs_summaries = list({(x["set"], x["name"], x["label"]): x for x in docs_summaries}.values())
-    rp.chart(docs_summaries, args.docs / "evaluation.png", "paperqa-lite evaluation")
+    shipped = [suite.summary("dev", result["local_default"]), suite.summary("test", result["local_default"])]
+    retrieval_part = [suite.summary("dev", c) for c in [*result["grid"], *result["condense"]]]
+    answer_part = [suite.summary("dev", c) for c in result["answer_configs"]]
+    unique = lambda xs: list({(x["set"], x["name"]): x for x in xs}.values())  # noqa: E731
+    rp.chart(unique(retrieval_part + shipped), args.docs / "evaluation.png",
+             "paperqa-lite evaluation (dev unless marked test)", answer_summaries=unique(answer_part + shipped))
     (args.docs / "evaluation.md").write_text(render(suite, result, out.name, dev, test), encoding="utf-8")
     shutil.copyfile(args.docs / "evaluation.md", out / "evaluation.md")
     print(f"wrote {args.docs / 'evaluation.md'}, {args.docs / 'evaluation.png'}; run folder {out}")

@@ -17,7 +17,7 @@ RETRIEVAL_METRICS = ("hit@1", "hit@3", "hit@5", "hit@10", "recall@3", "recall@5"
                      "recall@10", "mrr@10", "ndcg@10", "floor_oos_refused", "floor_false_refusal")
 ANSWER_METRICS = ("citation_precision", "citation_recall", "cites_any", "hallucinated_citations",
                   "refusal_correct", "oos_refused", "false_refusal", "key_fact_match",
-                  "judge_faithfulness", "judge_relevance")
+                  "context_key_facts", "judge_faithfulness", "judge_relevance")
 LATENCY_STAGES = {
     "search_ms": ("timings", "search_ms"),  # retrieval part, measured by the evaluator
     "condense_ms": ("answer_timings", "condense_ms"),
@@ -35,6 +35,7 @@ METRIC_LABELS = {
     "cites_any": "cites ≥1", "hallucinated_citations": "halluc. cit.",
     "refusal_correct": "refusal correct", "oos_refused": "OOS refused",
     "false_refusal": "false refusals", "key_fact_match": "key facts",
+    "context_key_facts": "key facts in sources",
     "judge_faithfulness": "judge faithful. (1-5)", "judge_relevance": "judge relev. (1-5)",
 }
 
@@ -144,7 +145,7 @@ def retrieval_by_type(summary: Mapping[str, Any]) -> str:
 
 def answers_by_type(summary: Mapping[str, Any]) -> str:
     metrics = ["citation_precision", "citation_recall", "cites_any", "key_fact_match",
-               "refusal_correct", "false_refusal", "oos_refused", "hallucinated_citations"]
+               "context_key_facts", "refusal_correct", "false_refusal", "oos_refused", "hallucinated_citations"]
     if any(summary["answers"]["all"].get(k, {}).get("n") for k in ("judge_faithfulness", "judge_relevance")):
         metrics += ["judge_faithfulness", "judge_relevance"]
     groups = [t for t in TYPES if t in summary["answers"]] + ["all"]
@@ -221,13 +222,14 @@ def answer_comparison(summaries: Sequence[Mapping[str, Any]]) -> str:
             fmt(value(s, "answers", "false_refusal")),
             fmt(value(s, "answers", "key_fact_match", "detail")),
             fmt(value(s, "answers", "key_fact_match")),
+            fmt(value(s, "answers", "context_key_facts")),
             fmt_ms(gen.get("p50")), fmt_ms(gen.get("p95")),
             fmt_ms(total.get("p50")), fmt_ms(total.get("p95")),
             fmt(tokens.get("prompt_mean"), 0) if tokens.get("answers_with_llm") else "–",
             fmt(tokens.get("completion_mean"), 0) if tokens.get("answers_with_llm") else "–",
         ])
     return table(["config", "cit. precision", "cit. recall", "halluc. cit.", "refusal acc. (OOS)",
-                  "false refusals", "key facts (detail)", "key facts (all)", "generate p50",
+                  "false refusals", "key facts (detail)", "key facts (all)", "key facts in sources", "generate p50",
                   "generate p95", "total p50", "total p95", "prompt tok.", "compl. tok."], rows)
 
 
@@ -251,24 +253,25 @@ def short_label(label: str) -> str:
 
 
 # --- chart -------------------------------------------------------------------------------------
-def chart(summaries: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path:
-    """Grouped bars: retrieval quality per config (top), answer quality per answer config (bottom)."""
+def chart(summaries: Sequence[Mapping[str, Any]], path: Path, title: str = "",
+          answer_summaries: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """Grouped bars: retrieval quality of ``summaries`` (top) and answer quality (bottom) of
+    ``answer_summaries`` (default: those of ``summaries`` with answers)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    retrieval_keys = ("hit@5", "mrr@10", "ndcg@10")
-    answer_keys = ("hit@5", "mrr@10", "ndcg@10", "citation_precision", "citation_recall", "oos_refused")
-    answer_sums = [s for s in summaries if "answers" in s]
-    retrieval_sums = [s for s in summaries if "answers" not in s]
-    panels = []
-    if retrieval_sums:
-        panels.append((retrieval_sums, retrieval_keys, "Retrieval only (answerable questions)"))
-    if answer_sums:
-        panels.append((answer_sums, answer_keys, "Answers (retrieval metrics of the same run, then answer metrics)"))
+    if answer_summaries is None:
+        answer_summaries = [s for s in summaries if "answers" in s]
+    panels = [(list(summaries), ("hit@5", "mrr@10", "ndcg@10"), "Retrieval (answerable questions)")]
+    if answer_summaries:
+        panels.append((list(answer_summaries),
+                       ("citation_precision", "citation_recall", "key_fact_match", "context_key_facts",
+                        "oos_refused"),
+                       "Answers (refusal accuracy over out-of-scope questions, the rest over answerable ones)"))
     widest = max(len(group) for group, _, _ in panels)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(9.0, 0.85 * widest + 4), 4.6 * len(panels)),
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(9.0, 0.75 * widest + 4), 4.6 * len(panels)),
                              squeeze=False)
     for ax, (group, keys, panel_title) in zip(axes[:, 0], panels, strict=True):
         width = 0.8 / len(keys)

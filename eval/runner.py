@@ -35,20 +35,34 @@ def condensed_queries(question: Question, condense_mode: str) -> list[str]:
 
 
 def answer_metrics(
-    question: Question, answer: str, cited: Sequence[str], refused: bool, titles: dict[str, str]
+    question: Question,
+    answer: str,
+    cited: Sequence[str],
+    refused: bool,
+    titles: dict[str, str],
+    context: str = "",
 ) -> dict[str, float | int | None]:
-    """Metrics of one answer; citation metrics only for answerable, answered questions."""
-    answered = question.answerable and not refused
+    """Metrics of one answer.
+
+    Over answerable questions, a refusal counts as citing nothing and stating no fact (citation
+    recall and key-fact match 0), so refusing never improves them. Citation precision and "cites
+    at least one source" are over answered, answerable questions only. ``context`` is the text of
+    the sources handed to the answerer: the key facts found there bound what any answerer can say.
+    """
+    answerable, answered = question.answerable, question.answerable and not refused
     return {
         "refused": int(refused),
-        "refusal_correct": int(m.refusal_correct(refused, question.answerable)),
-        "oos_refused": None if question.answerable else int(refused),
-        "false_refusal": int(refused) if question.answerable else None,
+        "refusal_correct": int(m.refusal_correct(refused, answerable)),
+        "oos_refused": None if answerable else int(refused),
+        "false_refusal": int(refused) if answerable else None,
         "citation_precision": m.citation_precision(cited, question.gold_titles) if answered else None,
-        "citation_recall": m.citation_recall(cited, question.gold_titles) if answered else None,
+        "citation_recall": m.citation_recall(cited if answered else [], question.gold_titles),
         "cites_any": int(bool(cited)) if answered else None,
         "hallucinated_citations": m.hallucinated_citations(cited, titles.values()),
-        "key_fact_match": m.key_fact_match(answer, question.key_facts) if answered else None,
+        "key_fact_match": m.key_fact_match(answer if answered else "", question.key_facts)
+        if answerable else None,
+        "context_key_facts": m.key_fact_match(context if answered else "", question.key_facts)
+        if answerable else None,
     }
 
 
@@ -208,11 +222,12 @@ class Runner:
             "answer_timings": data.get("timings", {}),
             "wall_ms": wall_ms,
         }
+        passages = [s.get("passage", "") for s in data.get("sources", [])]
         row["answer_metrics"] = answer_metrics(
-            question, row["answer"], [c["title"] for c in citations], row["refused"], self.titles
+            question, row["answer"], [c["title"] for c in citations], row["refused"], self.titles,
+            context=" ".join(passages),
         )
         if self.judge is not None and not row["refused"] and question.answerable:
-            passages = [s.get("passage", "") for s in data.get("sources", [])]
             row["judge"] = await self.judge.score(question.question, passages, row["answer"])
         return row
 

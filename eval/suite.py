@@ -1,14 +1,15 @@
 """``python -m eval report``: the dev comparison, the calibrated floor, the recommendation, and the
 held-out test numbers of the shipped defaults, written to ``docs/evaluation.md`` and a run folder.
 
-Plan (sequential; the local LLM is the expensive part, so it only answers for the default config):
+Plan (sequential; the local LLM is the expensive part, so it only answers for the shipped config):
 
-1. dev, retrieval only: {bm25, dense, hybrid} x chunk sizes, plus condense off/llm (follow-ups);
-2. dev, relevance floor calibrated on the top similarity of answerable vs out-of-scope questions;
-3. recommendation by fixed rules (below) from the dev numbers;
-4. dev, answers: extractive for the modes, chunk sizes, top_k 3/5/8, the calibrated floor and the
-   recommended config; the bundled local LLM for the default config only;
-5. test (held out, run once): the default config with the local LLM, every metric.
+1. dev: {bm25, dense, hybrid} x chunk sizes, retrieval + extractive answers (no LLM);
+2. dev: condensing of follow-ups off / concat / llm, retrieval only;
+3. rules (:meth:`Suite._reasons` states them in the report): mode and chunk size, condensing, the
+   relevance floor calibrated on the top similarity of answerable vs out-of-scope questions, then
+   top_k from a 3/5/8 sweep (extractive) of the chosen config;
+4. dev: the shipped config with the bundled local LLM;
+5. test (held out, run once): the shipped config with the local LLM, every metric.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from eval.config import Config, default_config
 from eval.questions import Question
 from eval.runner import Row, Runner, config_record, run_all
 
-TIE = 0.01  # differences below this (on ~47 answerable dev questions) are noise: keep the default
+TIE = 0.01  # smallest margin ever required to move away from a shipped value
 CONDENSE_COST = {"off": 0, "concat": 1, "llm": 2}  # cheaper first on ties
 
 
@@ -44,7 +45,7 @@ def pick(candidates: Sequence[tuple[Any, float | None]], preferred: Any, tie: fl
         return preferred
     best_key, best = max(scored, key=lambda kv: kv[1])
     for key, score in scored:
-        if key == preferred and best - score < tie:
+        if key == preferred and best - score <= tie:
             return preferred
     return best_key
 
@@ -70,9 +71,10 @@ class Suite:
         self.configs: dict[str, Config] = {}
         self.loads: list[float] = []
         self.timing: dict[str, float] = {}
+        self.earlier_timing: dict[str, float] = {}  # of the run folder resumed, if any
 
     async def _run(self, configs: Sequence[Config], questions: Sequence[Question], set_name: str) -> None:
-        todo = [c for c in configs if (set_name, c.name) not in self.rows]
+        todo = list({c.name: c for c in configs if (set_name, c.name) not in self.rows}.values())
         for config in todo:
             self.configs[config.name] = config
         results = await run_all(self.runner, todo, questions, set_name, self._sink)
@@ -81,9 +83,32 @@ class Suite:
         self._note_load()
 
     def _sink(self, row: Row) -> None:
-        self._note_load()  # sampled at every question: the LLM runs are long
+        load = load_average()  # sampled at every question: the LLM runs are long
+        if load is not None:
+            self.loads.append(load)
+            row["load1"] = round(load, 2)
         if self.sink is not None:
             self.sink(row)
+
+    def preload(self, rows: Sequence[Row]) -> None:
+        """Rows of an earlier (interrupted or older) run: configs complete there are not run again.
+
+        The last row per (set, config, question) wins; a config missing questions is run again.
+        """
+        from eval.config import parse_config
+
+        expected = {"dev": {q.id for q in self.dev}, "test": {q.id for q in self.test}}
+        latest: dict[tuple[str, str], dict[str, Row]] = {}
+        for row in rows:
+            if row["id"] in expected.get(row["set"], set()):
+                latest.setdefault((row["set"], row["config"]), {})[row["id"]] = row
+        for (set_name, name), by_id in latest.items():
+            if set(by_id) != expected[set_name]:
+                continue
+            order = [q.id for q in (self.dev if set_name == "dev" else self.test)]
+            self.rows[(set_name, name)] = [by_id[i] for i in order]
+            self.configs[name] = parse_config(name)
+            self.loads.extend(float(r["load1"]) for r in by_id.values() if r.get("load1") is not None)
 
     def _note_load(self) -> None:
         load = load_average()
@@ -99,67 +124,85 @@ class Suite:
         d = self.default
         started = time.perf_counter()
         self._note_load()
-        # 1. retrieval grid and condensing (retrieval only).
-        grid = [d.with_(retrieval_mode=mode, chunk_size=c, answers=False, llm_backend="extractive")
+        ex = d.with_(llm_backend="extractive")
+        # 1. {modes} x {chunk sizes}: retrieval and extractive answers (no LLM) in one pass each.
+        grid = [ex.with_(retrieval_mode=mode, chunk_size=c)
                 for c in self.chunk_sizes for mode in ("bm25", "dense", "hybrid")]
-        condense = [d.with_(condense_mode=c, answers=False, llm_backend="extractive")
+        # 2. Condensing of follow-ups, retrieval only; cond-llm rewrites with the service's LLM.
+        condense = [d.with_(condense_mode=c, answers=False,
+                            llm_backend=self.local_backend if c == "llm" else "extractive",
+                            label=f"{d.retrieval_mode}:c{d.chunk_size}:cond-{c}")
                     for c in ("off", "concat", "llm")]
-        # cond-llm needs an LLM to rewrite: use the same one the service would.
-        condense = [c.with_(llm_backend=self.local_backend) if c.condense_mode == "llm" else c
-                    for c in condense]
         await self._run(grid, self.dev, "dev")
         await self._run(condense, self.dev, "dev")
-        self.timing["dev retrieval"] = time.perf_counter() - started
+        self.timing["dev grid"] = time.perf_counter() - started
 
-        # 2 + 3. recommendation: mode and chunk size, condensing, floor (top_k after answers).
-        mode_chunk = pick(
-            [((c.retrieval_mode, c.chunk_size), rp.value(self.summary("dev", c), "retrieval", "ndcg@10"))
-             for c in grid],
-            (d.retrieval_mode, d.chunk_size),
-        )
+        # 3. Rules, in order: mode + chunk size, condensing, floor, then top_k (needs a k sweep).
+        mode, chunk = pick([((c.retrieval_mode, c.chunk_size), self.score(c)[0]) for c in grid],
+                           (d.retrieval_mode, d.chunk_size), tie=self.margin(grid[0]))
         cond = self._pick_condense(condense)
-        base_rec = d.with_(retrieval_mode=mode_chunk[0], chunk_size=mode_chunk[1], condense_mode=cond)
-        calibration = self.calibrate(base_rec)
+        chosen = ex.with_(retrieval_mode=mode, chunk_size=chunk, condense_mode=cond)
+        calibration = self.calibrate(chosen)
         floor = self._pick_floor(calibration)
-
-        # 4. answers on dev.
+        chosen = chosen.with_(relevance_floor=floor)
+        rec_k = {k: chosen.with_(top_k=k) for k in (3, 5, 8)}
+        floor_only = ex.with_(relevance_floor=calibration["floor"])  # the floor's effect alone
         t = time.perf_counter()
-        ex = d.with_(llm_backend="extractive")
-        answer_configs = [ex.with_(retrieval_mode=mode) for mode in ("bm25", "dense", "hybrid")]
-        answer_configs += [ex.with_(chunk_size=c) for c in self.chunk_sizes if c != d.chunk_size]
-        answer_configs += [ex.with_(top_k=k) for k in (3, 5, 8) if k != d.top_k]
-        answer_configs += [ex.with_(relevance_floor=calibration["floor"])]
-        rec_ex = base_rec.with_(relevance_floor=floor, llm_backend="extractive")
-        rec_k = {k: rec_ex.with_(top_k=k) for k in (3, 5, 8)}
-        answer_configs += list(rec_k.values())
-        answer_configs = list({c.name: c for c in answer_configs}.values())
-        await self._run(answer_configs, self.dev, "dev")
-        rec_retrieval = base_rec.with_(
-            answers=False,
-            llm_backend=self.local_backend if base_rec.condense_mode == "llm" else "extractive",
-        )
-        await self._run([rec_retrieval], self.dev, "dev")
-        top_k = self._pick_top_k(rec_retrieval, rec_k)
-        recommended = rec_ex.with_(top_k=top_k, llm_backend=d.llm_backend)
+        await self._run([*rec_k.values(), floor_only], self.dev, "dev")
+        top_k = pick([(k, self.score(c, k)[0]) for k, c in rec_k.items()], d.top_k,
+                     tie=self.margin(rec_k[d.top_k] if d.top_k in rec_k else chosen))
+        recommended = chosen.with_(top_k=top_k, llm_backend=d.llm_backend)
+
+        # 4. The shipped config with the answering LLM, on dev, then once on the held-out test set.
         local_default = d.with_(llm_backend=self.local_backend, label="default (shipped)")
         await self._run([local_default], self.dev, "dev")
         self.timing["dev answers"] = time.perf_counter() - t
-
-        # 5. held-out test: the shipped defaults, once.
         t = time.perf_counter()
         await self._run([local_default], self.test, "test")
         self.timing["test"] = time.perf_counter() - t
         self.timing["total"] = time.perf_counter() - started
 
-        reasons = self._reasons(grid, condense, calibration, rec_retrieval, rec_k, recommended)
+        answer_configs = list({c.name: c for c in [*grid, *rec_k.values(), floor_only]}.values())
+        reasons = self._reasons(grid, condense, calibration, rec_k, recommended, local_default)
         return {
             "grid": grid, "condense": condense, "answer_configs": answer_configs,
             "local_default": local_default, "calibration": calibration,
             "recommended": Recommendation(recommended, reasons), "rec_k": rec_k,
-            "rec_retrieval": rec_retrieval,
         }
 
     # --- rules ---------------------------------------------------------------------------------
+    def score(self, config: Config, k: int | None = None) -> tuple[float | None, float | None, float | None]:
+        """(score, retrieval part, facts part) of an extractive answer config on dev.
+
+        Retrieval part: nDCG@10 (or recall@k when ``k`` is given) over the answerable questions.
+        Facts part: the share of key facts present in the sources handed to the answerer, which
+        is what chunking, top_k and the context budget decide. Score: the mean of the two.
+        """
+        summary = self.summary("dev", config)
+        ranking = rp.value(summary, "retrieval", f"recall@{k}" if k else "ndcg@10")
+        facts = rp.value(summary, "answers", "context_key_facts")
+        score = None if ranking is None or facts is None else (ranking + facts) / 2
+        return score, ranking, facts
+
+    def margin(self, config: Config) -> float:
+        """What one question can move :meth:`score` by: a smaller lead is not evidence.
+
+        A question moves a mean over n questions by at most 1/n; the score averages two means.
+        """
+        summary = self.summary("dev", config)
+        n_ranked = summary["retrieval"]["answerable"]["ndcg@10"]["n"]
+        n_facts = summary.get("answers", {}).get("all", {}).get("context_key_facts", {}).get("n", 0)
+        if not n_ranked or not n_facts:
+            return TIE
+        return max(TIE, (1 / n_ranked + 1 / n_facts) / 2)
+
+    def wins(self, a: Config, b: Config, metric: str, set_name: str = "dev") -> tuple[int, int]:
+        """Questions where ``a`` scores higher than ``b`` on ``metric``, and lower."""
+        left = {r["id"]: r["metrics"].get(metric) for r in self.rows[(set_name, a.name)]}
+        right = {r["id"]: r["metrics"].get(metric) for r in self.rows[(set_name, b.name)]}
+        pairs = [(left[i], right[i]) for i in left if left[i] is not None and right.get(i) is not None]
+        return sum(x > y + 1e-9 for x, y in pairs), sum(x < y - 1e-9 for x, y in pairs)
+
     def _pick_condense(self, condense: Sequence[Config]) -> str:
         scored = [(c.condense_mode, rp.value(self.summary("dev", c), "retrieval", "ndcg@10", "followup"))
                   for c in condense]
@@ -167,16 +210,26 @@ class Suite:
         if not known:  # no follow-up question in the set
             return self.default.condense_mode
         best = max(s for _, s in known)
-        near = [mode for mode, s in known if best - s < TIE]
+        near = [mode for mode, s in known if best - s <= self.condense_margin(condense[0])]
         if self.default.condense_mode in near:
             return self.default.condense_mode
         return min(near, key=lambda mode: CONDENSE_COST[mode])
 
+    def condense_margin(self, config: Config) -> float:
+        """One follow-up question's worth of the follow-up nDCG@10 mean."""
+        n = self.summary("dev", config)["retrieval"].get("followup", {}).get("ndcg@10", {}).get("n", 0)
+        return max(TIE, 1 / n) if n else TIE
+
     def calibrate(self, config: Config) -> dict[str, Any]:
-        """Floor from the top similarity of answerable vs out-of-scope dev questions."""
-        rows = self.rows.get(("dev", config.name)) or next(
+        """Floor from the top similarity of answerable vs out-of-scope dev questions.
+
+        The top similarity depends on the chunking and the queries only (not on the mode), so any
+        dev run with the same chunk size and condense mode gives it.
+        """
+        rows = next(
             rows for (s, name), rows in self.rows.items()
             if s == "dev" and self.configs[name].chunk_size == config.chunk_size
+            and self.configs[name].chunk_overlap == config.chunk_overlap
             and self.configs[name].condense_mode == config.condense_mode
         )
         answerable = [r["top_similarity"] for r in rows if r["type"] != "out_of_scope"]
@@ -198,59 +251,84 @@ class Suite:
             current["accuracy"], -current["false_refusals"])
         return calibration["floor"] if better else self.default.relevance_floor
 
-    def _k_score(self, retrieval: Config, k: int, answers: Config) -> tuple[float | None, float | None, float | None]:
-        r = rp.value(self.summary("dev", retrieval), "retrieval", f"recall@{k}")
-        facts = rp.value(self.summary("dev", answers), "answers", "key_fact_match", "detail")
-        score = None if r is None or facts is None else (r + facts) / 2
-        return score, r, facts
-
-    def _pick_top_k(self, retrieval: Config, rec_k: dict[int, Config]) -> int:
-        return pick([(k, self._k_score(retrieval, k, c)[0]) for k, c in rec_k.items()], self.default.top_k)
-
-    def _reasons(self, grid, condense, calibration, rec_retrieval, rec_k, rec: Config) -> list[str]:
+    def _reasons(self, grid, condense, calibration, rec_k, rec: Config, local_default: Config) -> list[str]:
         d = self.default
-        s = {c.name: self.summary("dev", c) for c in grid}
-        best = max(grid, key=lambda c: rp.value(s[c.name], "retrieval", "ndcg@10") or -1)
-        chosen = next(c for c in grid if (c.retrieval_mode, c.chunk_size) == (rec.retrieval_mode, rec.chunk_size))
-        dflt = next(c for c in grid if (c.retrieval_mode, c.chunk_size) == (d.retrieval_mode, d.chunk_size))
-        nd = lambda c: rp.fmt(rp.value(s[c.name], "retrieval", "ndcg@10"))  # noqa: E731
-        mrr = lambda c: rp.fmt(rp.value(s[c.name], "retrieval", "mrr@10"))  # noqa: E731
+        f = rp.fmt
+        by_key = {(c.retrieval_mode, c.chunk_size): c for c in grid}
+        chosen, dflt = by_key[(rec.retrieval_mode, rec.chunk_size)], by_key[(d.retrieval_mode, d.chunk_size)]
+        best = max(grid, key=lambda c: self.score(c)[0] or -1)
+
+        def describe(c: Config) -> str:
+            score, ranking, facts = self.score(c)
+            return (f"`{c.retrieval_mode}` c{c.chunk_size}: nDCG@10 {f(ranking)}, key facts in sources "
+                    f"{f(facts)} → {f(score)}")
+
+        versus = ""
+        other = chosen if chosen.name != dflt.name else best
+        if other.name != dflt.name:
+            up, down = self.wins(other, dflt, "ndcg@10")
+            fup, fdown = self.wins(other, dflt, "context_key_facts")
+            versus = (f" Per dev question, `{other.retrieval_mode}` c{other.chunk_size} against the shipped "
+                      f"one: nDCG@10 better on {up}, worse on {down}; key facts in sources better on "
+                      f"{fup}, worse on {fdown}.")
+        tie = self.margin(dflt)
         reasons = [
-            f"**Retrieval mode `{rec.retrieval_mode}`, chunk size {rec.chunk_size}**: rule = highest dev "
-            f"nDCG@10 over the answerable questions, keeping the shipped value unless another is better "
-            f"by {TIE} or more. Best: `{best.retrieval_mode}` c{best.chunk_size} nDCG@10 {nd(best)} "
-            f"(MRR@10 {mrr(best)}); shipped `{d.retrieval_mode}` c{d.chunk_size}: nDCG@10 {nd(dflt)} "
-            f"(MRR@10 {mrr(dflt)}); chosen: nDCG@10 {nd(chosen)}.",
+            f"**Retrieval mode `{rec.retrieval_mode}`, chunk size {rec.chunk_size}**: rule = highest "
+            f"mean of nDCG@10 (answerable dev questions) and the share of key facts present in the "
+            f"sources given to the answerer (top_k {d.top_k}, {self.runner.base.context_token_budget}-"
+            f"token context budget); the shipped value stays unless another wins by more than one "
+            f"question's worth ({f(tie)}). "
+            f"Best {describe(best)}; shipped {describe(dflt)}"
+            + ("" if chosen.name in (best.name, dflt.name) else f"; chosen {describe(chosen)}")
+            + f".{versus}"
         ]
-        cs = {c.condense_mode: rp.value(self.summary("dev", c), "retrieval", "ndcg@10", "followup") for c in condense}
+        cs = {c.condense_mode: rp.value(self.summary("dev", c), "retrieval", "ndcg@10", "followup")
+              for c in condense}
         reasons.append(
-            f"**Condense mode `{rec.condense_mode}`**: rule = highest nDCG@10 on the follow-up questions, "
-            f"ties (< {TIE}) to the shipped value, then to the cheaper mode (off < concat < llm). "
-            + ", ".join(f"{k} {rp.fmt(v)}" for k, v in cs.items())
+            f"**Condense mode `{rec.condense_mode}`**: rule = highest nDCG@10 on the follow-up questions; "
+            f"within one question's worth ({f(self.condense_margin(condense[0]))}) of the best, the "
+            f"shipped value, else the cheaper mode (off < concat < llm): "
+            + ", ".join(f"{k} {f(v)}" for k, v in cs.items())
             + f" (n = {self.summary('dev', condense[0])['types'].get('followup', 0)} follow-ups)."
         )
-        ks = {k: self._k_score(rec_retrieval, k, c) for k, c in rec_k.items()}
+        ks = {k: self.score(c, k) for k, c in rec_k.items()}
         reasons.append(
-            f"**top_k {rec.top_k}**: rule = highest mean of recall@k (answerable, retrieval) and key-fact "
-            f"match on detail questions (extractive answers at that k, which shows whether the "
-            f"{self.runner.base.context_token_budget}-token context budget split over k sources still "
-            f"holds the facts); "
-            f"ties (< {TIE}) to the shipped value. "
-            + ", ".join(f"k={k}: recall {rp.fmt(r)}, key facts {rp.fmt(f)} → {rp.fmt(sc)}"
-                        for k, (sc, r, f) in ks.items())
+            f"**top_k {rec.top_k}**: rule = highest mean of recall@k (answerable) and key facts in the "
+            f"sources at that k (the context budget is split over k sources, so more sources means "
+            f"shorter passages); within one question's worth "
+            f"({f(self.margin(rec_k.get(d.top_k, next(iter(rec_k.values())))))}) the shipped value. "
+            + "; ".join(f"k={k}: recall@{k} {f(r)}, key facts in sources {f(x)} → {f(sc)}"
+                        for k, (sc, r, x) in ks.items())
             + "."
         )
         cur = calibration["current"]
         reasons.append(
-            f"**Relevance floor {rec.relevance_floor:g}**: calibrated on dev top similarities (chunk "
-            f"{calibration['chunk_size']}, condense {calibration['condense_mode']}): floor "
-            f"{calibration['floor']:g} classifies {rp.fmt(calibration['accuracy'])} of the questions "
-            f"right ({calibration['false_refusals']} answerable refused, "
-            f"{calibration['missed_out_of_scope']} out-of-scope let through); the shipped "
-            f"{d.relevance_floor:g}: {rp.fmt(cur['accuracy'])} ({cur['false_refusals']} answerable refused, "
-            f"{cur['missed_out_of_scope']} out-of-scope let through). The calibrated value is recommended "
-            f"only if it is strictly better on dev."
+            f"**Relevance floor {rec.relevance_floor:g}**: calibrated on the dev top similarities (chunk "
+            f"{calibration['chunk_size']}, condense {calibration['condense_mode']}): {calibration['floor']:g} "
+            f"classifies {f(calibration['accuracy'])} of the questions right "
+            f"({calibration['false_refusals']} answerable refused, {calibration['missed_out_of_scope']} "
+            f"of {len(calibration['out_of_scope'])} out-of-scope let through); the shipped "
+            f"{d.relevance_floor:g}: {f(cur['accuracy'])} ({cur['false_refusals']} answerable refused, "
+            f"{cur['missed_out_of_scope']} let through). The calibrated value is recommended only if it "
+            f"is strictly better on dev."
         )
+        local = self.summary("dev", local_default)
+        extractive = self.summary("dev", dflt)
+        if local_default.llm_backend != "extractive" and "answers" in local:
+            lat = lambda s: rp.fmt_ms(s["latency_ms"].get("total_ms", {}).get("p50"))  # noqa: E731
+            reasons.append(
+                f"**Answer backend (observation, not a setting change)**: on the shipped config, the "
+                f"`{local_default.llm_backend}` LLM vs the extractive answer: key-fact match on detail "
+                f"questions {f(rp.value(local, 'answers', 'key_fact_match', 'detail'))} vs "
+                f"{f(rp.value(extractive, 'answers', 'key_fact_match', 'detail'))}, citation precision "
+                f"{f(rp.value(local, 'answers', 'citation_precision'))} vs "
+                f"{f(rp.value(extractive, 'answers', 'citation_precision'))}, citation recall "
+                f"{f(rp.value(local, 'answers', 'citation_recall'))} vs "
+                f"{f(rp.value(extractive, 'answers', 'citation_recall'))}, answer latency p50 "
+                f"{lat(local)} vs {lat(extractive)}. The facts are in the sources "
+                f"({f(rp.value(extractive, 'answers', 'context_key_facts'))} of them); the answering "
+                f"model is what loses them."
+            )
         return reasons
 
 

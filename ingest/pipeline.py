@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app.embeddings import EMBED_MODEL_NAME
+from app.embeddings import embedding_identity
 from app.settings import Settings
 from app.store import (
     LAYOUT_KEYS,
@@ -119,7 +119,7 @@ def _records_from(paths: list[Path], fmt: Format | None, summary: IngestSummary)
 
 def _check_layout(chunks, settings: Settings) -> None:
     stored = chunks.metadata or {}
-    wanted = layout_metadata(settings, EMBED_MODEL_NAME)
+    wanted = layout_metadata(settings, embedding_identity(settings))
     mismatched = [
         f"{key}={stored.get(key)!r} (now {wanted[key]!r})"
         for key in LAYOUT_KEYS
@@ -153,7 +153,7 @@ def ingest(
     if reset:
         delete_collections(client, settings.collection)
     chunks_col, papers_col = get_collections(
-        client, settings.collection, create_with=layout_metadata(settings, EMBED_MODEL_NAME)
+        client, settings.collection, create_with=layout_metadata(settings, embedding_identity(settings))
     )
     _check_layout(chunks_col, settings)
 

@@ -19,6 +19,8 @@ Fixtures:
 ``embed_model``        the bundled all-MiniLM-L6-v2 as a LlamaIndex embedding (session, ~7 s).
 ``count_tokens``       the embedder's wordpiece counter used for chunking (session).
 ``chroma_server``      a real ``chroma run`` server on a free local port: ``(host, port)`` (session).
+``chroma_process``     a ``chroma run`` server of this test only (:class:`tests.chroma_process.ChromaProcess`,
+                       started): ``kill()`` it and ``start()`` it again on the same port and data.
 ``clean_env``          ``clean_env(**extra) -> dict``: ``os.environ`` minus project config, for
                        subprocesses (``python -m ingest`` ...).
 ``unused_local_port``  a TCP port nothing listens on (127.0.0.1).
@@ -184,6 +186,23 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture
+def chroma_process(tmp_path: Path) -> Iterator["ChromaProcess"]:
+    """A Chroma server on 127.0.0.1 for one test, which may kill and restart it (same port, data)."""
+    from tests.chroma_process import ChromaProcess
+
+    data = tmp_path / "chroma_server_data"
+    data.mkdir()
+    server = ChromaProcess(
+        data, free_local_port(), tmp_path / "chroma.log", hermetic_env(ANONYMIZED_TELEMETRY="False")
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _wait_for_chroma(process: subprocess.Popen, host: str, port: int, log_path: Path) -> None:

@@ -36,7 +36,7 @@ from app.main import create_app  # noqa: E402
 from app.services import Services, build_services  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
-SERVICE_COLLECTION = "service_papers"
+SERVICE_COLLECTION = "bundled_papers"  # conftest.BUNDLED_COLLECTION
 PLANTED_COLLECTION = "planted_papers"
 HOSTILE_TITLE = "<img src=x onerror=alert(1)> Quantization of Vision Transformers after Training"
 
@@ -83,15 +83,9 @@ def hermetic_settings(**values: object) -> Settings:
 
 # --- the index --------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def service_store(tmp_path_factory: pytest.TempPathFactory, embed_model, count_tokens) -> Path:
-    """The bundled corpus, ingested once into a private Chroma folder; returns that folder."""
-    from ingest.pipeline import ingest
-
-    path = tmp_path_factory.mktemp("service_store") / "chroma"
-    settings = hermetic_settings(chroma_path=path, collection=SERVICE_COLLECTION)
-    summary = ingest(settings, progress=False, embed_model=embed_model, count_tokens=count_tokens)
-    assert summary.papers > 500, summary.render()
-    return path
+def service_store(bundled_index) -> Path:
+    """The Chroma folder of the session's one index of the bundled corpus (conftest)."""
+    return bundled_index.settings.chroma_path
 
 
 def service_settings(store: Path, **overrides: object) -> Settings:

@@ -236,3 +236,27 @@ def test_api_key_is_sent_when_set(browser, planted_server: LiveServer) -> None:
     expect(turn).to_have_attribute("data-state", "done")
     assert seen == [None, "Bearer sk-test-123"]
     assert problems == [], problems
+
+
+def test_missing_key_asks_for_it(browser, planted_services: Services) -> None:
+    """With PAPERQA_API_KEY set, a page without the key is told so, with Settings opened for it."""
+    from playwright.sync_api import expect
+
+    from app.main import create_app
+
+    settings = planted_services.settings.model_copy(update={"api_key": "sk-page-key", "rate_limit_per_minute": 0})
+    with LiveServer(create_app(settings, planted_services)) as server:
+        page, problems = open_page(browser, server.url + "/")
+        expect(page.locator("#status")).not_to_have_class(re.compile("bad"))  # /health needs no key
+        turn = ask(page, QUESTION, 0)
+        expect(turn).to_have_attribute("data-state", "failed")
+        expect(turn.locator(".notice.error")).to_contain_text("needs an API key")
+        expect(page.locator("details.settings")).to_have_attribute("open", "")
+        expect(page.locator("#api-key")).to_be_focused()
+        page.fill("#api-key", "sk-page-key")
+        page.press("#api-key", "Tab")
+        turn = ask(page, QUESTION, 1)
+        expect(turn).to_have_attribute("data-state", "done")
+        screenshot(page, "api-key.png")
+        # the failed request logged a 401 in the console; nothing else went wrong
+        assert all("401" in problem for problem in problems), problems

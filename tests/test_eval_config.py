@@ -73,3 +73,41 @@ def test_cli_parses_every_command() -> None:
     assert args.url == "http://127.0.0.1:8000"
     assert parser.parse_args(["calibrate", "--set", "dev"]).command == "calibrate"
     assert parser.parse_args(["report"]).chunk_sizes == [128, 200, 254]
+
+
+async def test_judge_asks_an_openai_compatible_endpoint() -> None:
+    import json
+
+    import httpx
+
+    from eval.judge import Judge
+
+    seen: list[dict] = []
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={
+            "id": "x", "object": "chat.completion", "created": 0, "model": "judge",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": '{"faithfulness": 5, "relevance": 3}'}}],
+        })
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
+    judge = Judge("http://judge.invalid/v1", "judge", http_client=client)
+    scores = await judge.score("Which paper?", ["A passage."], "Paper X [1].")
+    await judge.aclose()
+    assert scores == {"faithfulness": 5, "relevance": 3}
+    assert seen[0]["model"] == "judge" and "A passage." in seen[0]["messages"][0]["content"]
+
+
+async def test_judge_failure_is_recorded_not_raised() -> None:
+    import httpx
+
+    from eval.judge import Judge
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500, json={})))
+    judge = Judge("http://judge.invalid/v1", "judge", http_client=client)
+    judge._client = judge._client.with_options(max_retries=0)
+    scores = await judge.score("q", [], "a")
+    await judge.aclose()
+    assert scores["faithfulness"] is None and "judge_error" in scores

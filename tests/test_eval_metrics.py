@@ -182,3 +182,25 @@ def test_calibrate_floor_needs_values() -> None:
 def test_mean() -> None:
     assert m.mean([1, None, 0]) == 0.5
     assert m.mean([None]) is None
+
+
+def test_answer_metrics_count_a_wrong_refusal_as_nothing_said() -> None:
+    from eval.questions import Question
+    from eval.runner import answer_metrics
+
+    question = Question(id="q", type="detail", question="?", gold_titles=("Gold Paper",),
+                        key_facts=("6.4", "LibriSpeech"))
+    titles = {"gold paper": "Gold Paper", "other": "Other"}
+    answered = answer_metrics(question, "It gains 6.4 points [1].", ["Gold Paper", "Other"], False, titles,
+                              context="... 6.4 points on LibriSpeech ...")
+    assert answered["citation_precision"] == 0.5 and answered["citation_recall"] == 1.0
+    assert answered["key_fact_match"] == 0.5 and answered["context_key_facts"] == 1.0
+    assert answered["false_refusal"] == 0 and answered["oos_refused"] is None
+    refused = answer_metrics(question, "The indexed papers do not cover this.", [], True, titles)
+    assert refused["citation_precision"] is None  # nothing cited
+    assert refused["citation_recall"] == 0.0 and refused["key_fact_match"] == 0.0
+    assert refused["context_key_facts"] == 0.0 and refused["false_refusal"] == 1
+    out = Question(id="o", type="out_of_scope", question="?")
+    assert answer_metrics(out, "no", [], True, titles)["refusal_correct"] == 1
+    assert answer_metrics(out, "yes [1]", ["Other"], False, titles)["oos_refused"] == 0
+    assert answer_metrics(out, "yes [1]", ["Made Up"], False, titles)["hallucinated_citations"] == 1

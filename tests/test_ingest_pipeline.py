@@ -120,14 +120,11 @@ class FullRun:
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory, build_settings, embed_model, count_tokens, corpus_dir) -> FullRun:
-    settings = build_settings(
-        chroma_path=tmp_path_factory.mktemp("full") / "chroma",
-        collection="bundled_corpus",
-        corpus_paths=[corpus_dir],
-    )
+def full_run(bundled_index, embed_model, count_tokens) -> FullRun:
+    """The session's one full ingest of the bundled corpus (``bundled_index``), then a re-run."""
+    settings = bundled_index.settings
     kwargs = dict(embed_model=embed_model, count_tokens=count_tokens, progress=False)
-    first = ingest(settings, **kwargs)
+    first = bundled_index.summary
     after_first = read_store(settings)
     second = ingest(settings, **kwargs)
     after_second = read_store(settings)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.schemas import Health
 from app.services import Services
+from app.store import heartbeat
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
+
+HEARTBEAT_TIMEOUT_S = 2.0
 
 
 def _count(collection) -> int | None:
@@ -25,9 +31,14 @@ async def health(request: Request):
     ready = bool(getattr(request.app.state, "ready", False)) and services is not None
     if services is None:
         return JSONResponse(Health(ready=False).model_dump(), status_code=503)
-    papers = await run_in_threadpool(_count, services.papers)
-    chunks = await run_in_threadpool(_count, services.chunks)
     settings = services.settings
+    # A cheap heartbeat with a short timeout first: a dead or hung store must not hang the check.
+    timeout_s = min(HEARTBEAT_TIMEOUT_S, settings.store_timeout_s)
+    down = await run_in_threadpool(heartbeat, services.client, settings, timeout_s)
+    if down is not None:
+        log.warning("health: %s", down)
+    papers = None if down else await run_in_threadpool(_count, services.papers)
+    chunks = None if down else await run_in_threadpool(_count, services.chunks)
     body = Health(
         ready=ready and papers is not None,
         papers=papers,

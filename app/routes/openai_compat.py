@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
 from app.conversation import check_conversation, invalid
 from app.deps import AnswererDep, SettingsDep
+from app.errors import llm_failed
 from app.openai_format import MODEL_ID, completion, completion_chunks
 from app.schemas import ChatCompletionRequest, ErrorBody
 
@@ -27,7 +28,9 @@ PING_S = 10
         503: {"model": ErrorBody},
     },
 )
-async def chat_completions(body: ChatCompletionRequest, answerer: AnswererDep, settings: SettingsDep):
+async def chat_completions(
+    request: Request, body: ChatCompletionRequest, answerer: AnswererDep, settings: SettingsDep
+):
     try:
         plain = body.plain_messages()
     except ValueError as exc:
@@ -41,6 +44,8 @@ async def chat_completions(body: ChatCompletionRequest, answerer: AnswererDep, s
             sep="\n",
         )
     result = await answerer.answer(messages, top_k=body.top_k, mode=body.mode)
+    if result.fallback_reason is not None and answerer.backend is not None:
+        return llm_failed(request, result, completion(result))
     return completion(result)
 
 

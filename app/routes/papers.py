@@ -8,13 +8,15 @@ from starlette.concurrency import run_in_threadpool
 from app.deps import ServicesDep
 from app.papers import get_paper
 from app.schemas import ErrorBody, Paper
+from app.store import store_errors
 
 router = APIRouter(tags=["papers"])
 
 
-@router.get("/papers/{paper_id:path}", response_model=Paper, responses={404: {"model": ErrorBody}})
+@router.get("/papers/{paper_id:path}", response_model=Paper, responses={404: {"model": ErrorBody}, 503: {"model": ErrorBody}})
 async def paper(paper_id: str, services: ServicesDep) -> Paper:
-    found = await run_in_threadpool(get_paper, services.papers, paper_id)
+    with store_errors(services.settings):
+        found = await run_in_threadpool(get_paper, services.papers, paper_id)
     if found is None:
         raise HTTPException(
             status_code=status.HTTP_404_NOT_FOUND,

@@ -14,7 +14,7 @@ from app.settings import RetrievalMode
 router = APIRouter(tags=["search"])
 
 
-@router.get("/search", response_model=SearchResponse, responses={422: {"model": ErrorBody}})
+@router.get("/search", response_model=SearchResponse, responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}})
 async def search(
     answerer: AnswererDep,
     settings: SettingsDep,

@@ -71,11 +71,24 @@
   function describe(err) {
     if (err instanceof HttpError) {
       if (err.status === 503) return `The service is busy or unavailable (${err.message}). Try again in a moment.`;
-      if (err.status === 401 || err.status === 403) return `Not allowed (${err.message}). Check the API key in Settings.`;
+      if (err.status === 401) {
+        askForKey();
+        return "This service needs an API key, and the one saved in this browser is missing or wrong. " +
+          "Enter the key under Settings (top right), then ask again.";
+      }
+      if (err.status === 403) return `Not allowed (${err.message}). Check the API key in Settings.`;
+      if (err.status === 429) return `Too many questions in a short time (${err.message}). Wait a moment and ask again.`;
       return `The service refused the question (${err.message}).`;
     }
     if (err instanceof TypeError) return `Could not reach the service (${err.message}).`;
     return `The answer failed: ${err && err.message ? err.message : err}`;
+  }
+
+  /** Opens Settings with the key field focused, so a 401 can be fixed right away. */
+  function askForKey() {
+    const settings = document.querySelector("details.settings");
+    if (settings) settings.open = true;
+    ui.apiKey.focus();
   }
 
   function safeUrl(value) {

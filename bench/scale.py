@@ -1,0 +1,171 @@
+"""Scale: a synthetic corpus built from the real abstracts (shuffled sentences, new titles) at 10k
+and 100k papers. Ingest time, disk size, memory over the run (does it grow with the corpus?),
+start-up cost of the retriever, retrieval p50/p95 and RSS; and the Chroma client/server path.
+
+``python -m bench.scale --papers 10000`` (add ``--server`` for a ``chroma run`` server on loopback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from app import offline
+
+offline.configure()
+
+from app.settings import Settings  # noqa: E402
+from bench.common import WORK_DIR, peak_rss_mib, percentile, save  # noqa: E402
+from bench.server import free_port  # noqa: E402
+
+COMMAND = "python -m bench.scale"
+
+
+def synthetic_corpus(path: Path, n: int, seed: int = 7) -> Path:
+    """``n`` papers: each abstract a shuffle of sentences from 2-3 real abstracts, a new title."""
+    from app.extractive import split_sentences
+    from ingest.parsers import corpus_files, read_file
+    from ingest.pipeline import IngestSummary, dedupe
+
+    settings = Settings(_env_file=None)
+    records = (r for p in corpus_files(settings.corpus_paths) for r in read_file(p))
+    papers = list(dedupe(records, IngestSummary()))
+    sentences = [split_sentences(p.abstract) for p in papers]
+    title_words = [w for p in papers for w in p.title.replace(":", " ").split() if len(w) > 3]
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(n):
+            picks = rng.sample(range(len(papers)), rng.choice((2, 3)))
+            pool = [s for k in picks for s in sentences[k]]
+            rng.shuffle(pool)
+            abstract = " ".join(pool[: rng.randint(5, 10)])
+            title = " ".join(rng.sample(title_words, rng.randint(5, 9))) + f" ({i})"
+            out.write(json.dumps({"id": f"syn-{i}", "title": title, "abstract": abstract}) + "\n")
+    return path
+
+
+def dir_size_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def ingest_subprocess(corpus: Path, env: dict[str, str]) -> dict:
+    """Run ``python -m ingest`` and sample its RSS every second (memory over the run)."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "ingest", str(corpus), "--quiet"],
+                               env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples: list[tuple[float, float]] = []
+
+    def sample() -> None:
+        while process.poll() is None:
+            try:
+                for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        samples.append((round(time.perf_counter() - started, 1), int(line.split()[1]) / 1024))
+            except OSError:
+                return
+            time.sleep(1.0)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    out, err = process.communicate()
+    thread.join(timeout=2)
+    if process.returncode != 0:
+        raise RuntimeError(err[-4000:])
+    seconds = time.perf_counter() - started
+    rss = [mib for _, mib in samples]
+    quarter = max(1, len(rss) // 4)
+    return {
+        "wall_s": round(seconds, 1),
+        "summary": out.strip().splitlines()[0],
+        "rss_peak_mib": round(max(rss)) if rss else None,
+        "rss_first_quarter_max_mib": round(max(rss[:quarter])) if rss else None,
+        "rss_last_quarter_max_mib": round(max(rss[-quarter:])) if rss else None,
+        "rss_samples": len(rss),
+    }
+
+
+def retrieval_latency(settings: Settings, queries: list[str]) -> dict:
+    from app.embeddings import load_embed_model
+    from app.retrieval import Retriever
+    from app.store import get_collections, make_client
+
+    embed_model = load_embed_model(settings)
+    t = time.perf_counter()
+    chunks, papers = get_collections(make_client(settings), settings.collection)
+    retriever = Retriever(settings, embed_model, chunks)
+    load_s = time.perf_counter() - t
+    for query in queries[:5]:
+        retriever.search([query])
+    results = {}
+    for mode in ("dense", "bm25", "hybrid"):
+        times = []
+        for query in queries:
+            t = time.perf_counter()
+            retriever.search([query], mode=mode)
+            times.append((time.perf_counter() - t) * 1000)
+        results[mode] = {"p50_ms": round(percentile(times, 50), 1), "p95_ms": round(percentile(times, 95), 1)}
+    return {"retriever_load_s": round(load_s, 1), "chunks": retriever.n_chunks, "papers": papers.count(),
+            "latency": results, "rss_after_mib": round(peak_rss_mib())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
+    parser.add_argument("--papers", type=int, default=10000)
+    parser.add_argument("--server", action="store_true", help="through a chroma run server on 127.0.0.1")
+    parser.add_argument("--backend", default="onnx-int8")
+    args = parser.parse_args(argv)
+    name = f"scale-{args.papers}" + ("-server" if args.server else "")
+    work = WORK_DIR / name
+    shutil.rmtree(work, ignore_errors=True)
+    corpus = synthetic_corpus(work / "corpus.jsonl", args.papers)
+    store = work / "chroma"
+    env = {"PAPERQA_COLLECTION": "scale", "PAPERQA_EMBED_BACKEND": args.backend,
+           "PAPERQA_CHROMA_PATH": str(store)}
+    server = None
+    if args.server:
+        port = free_port()
+        server = subprocess.Popen([str(Path(sys.executable).parent / "chroma"), "run", "--host", "127.0.0.1",
+                                   "--port", str(port), "--path", str(store)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+        import httpx
+
+        for _ in range(240):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.25)
+        env.update({"PAPERQA_CHROMA_HOST": "127.0.0.1", "PAPERQA_CHROMA_PORT": str(port)})
+    try:
+        ingest_stats = ingest_subprocess(corpus, env)
+        print(ingest_stats)
+        settings = Settings(_env_file=None, collection="scale", embed_backend=args.backend, chroma_path=store,
+                            chroma_host=env.get("PAPERQA_CHROMA_HOST", ""),
+                            chroma_port=int(env.get("PAPERQA_CHROMA_PORT", "8000")))
+        from eval.questions import load_questions
+
+        queries = [q.question for q in load_questions("dev")] * 2
+        latency = retrieval_latency(settings, queries)
+        print(latency)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+    save(name, {"papers": args.papers, "store": "server" if args.server else "embedded", "embed_backend": args.backend,
+                "ingest": ingest_stats, "disk_mib": round(dir_size_mib(store)), "retrieval": latency},
+         f"{COMMAND} --papers {args.papers}" + (" --server" if args.server else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

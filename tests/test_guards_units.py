@@ -1,0 +1,99 @@
+"""Unit tests of the pure parts of the HTTP guards: JSON depth, token buckets, API-key parsing,
+route templates for the request log."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.access import bearer_token, is_public
+from app.body_limit import MAX_JSON_DEPTH, json_depth
+from app.rate_limit import TokenBuckets
+
+
+@pytest.mark.parametrize(
+    "body, depth",
+    [
+        (b"", 0),
+        (b'{"messages": [{"role": "user", "content": "hi"}]}', 0),  # few openers: not scanned
+        (b"[" * 100 + b"]" * 100, MAX_JSON_DEPTH + 1),  # counting stops past the limit
+        (b'{"a": "' + b"[" * 200 + b'"}', 1),  # brackets inside strings do not count
+        (b'{"a": "\\"' + b"[" * 200 + b'"}', 1),  # nor after an escaped quote
+        (b"[" * 40 + b"]" * 40 + b"[" * 40 + b"]" * 40, 40),
+        (b'{"x":' * 70 + b"1" + b"}" * 70, MAX_JSON_DEPTH + 1),
+    ],
+)
+def test_json_depth(body: bytes, depth: int) -> None:
+    assert json_depth(body, MAX_JSON_DEPTH) == depth
+
+
+def test_python_json_cannot_parse_what_json_depth_refuses() -> None:
+    """Why the guard exists: the stdlib parser raises RecursionError (not a JSONDecodeError)."""
+    with pytest.raises(RecursionError):
+        json.loads("[" * 100_000 + "]" * 100_000)
+
+
+def test_token_bucket_burst_then_rate() -> None:
+    buckets = TokenBuckets(per_minute=60)  # one a second, bursts of 60
+    assert all(buckets.take("a", now=0.0) == 0.0 for _ in range(60))
+    wait = buckets.take("a", now=0.0)
+    assert wait == pytest.approx(1.0)
+    assert buckets.take("b", now=0.0) == 0.0  # other clients have their own bucket
+    assert buckets.take("a", now=0.5) == pytest.approx(0.5)
+    assert buckets.take("a", now=1.01) == 0.0
+    assert buckets.take("a", now=1.02) > 0
+
+
+def test_token_buckets_are_pruned() -> None:
+    buckets = TokenBuckets(per_minute=60, max_clients=100)
+    for i in range(1000):
+        buckets.take(f"10.0.{i // 256}.{i % 256}", now=float(i))  # one request a second each
+    assert len(buckets) <= 101
+
+
+@pytest.mark.parametrize(
+    "headers, token",
+    [
+        ([], None),
+        ([(b"authorization", b"Bearer abc")], "abc"),
+        ([(b"authorization", b"bearer   abc  ")], "abc"),
+        ([(b"authorization", b"Basic abc")], None),
+        ([(b"authorization", b"Bearer")], ""),
+    ],
+)
+def test_bearer_token(headers, token) -> None:
+    assert bearer_token({"headers": headers}) == token
+
+
+@pytest.mark.parametrize(
+    "method, path, public",
+    [
+        ("GET", "/health", True), ("GET", "/", True), ("GET", "/static/app.js", True),
+        ("HEAD", "/health", True), ("POST", "/health", False), ("GET", "/search", False),
+        ("GET", "/docs", False), ("GET", "/openapi.json", False), ("POST", "/chat", False),
+        ("GET", "/staticfoo", False), ("GET", "/papers/x", False),
+    ],
+)
+def test_public_paths(method: str, path: str, public: bool) -> None:
+    assert is_public(method, path) is public
+
+
+def test_route_template() -> None:
+    from app.main import create_app
+    from app.request_log import RequestLogMiddleware, route_template
+    from app.settings import Settings
+
+    app = create_app(Settings(_env_file=None))
+    (routes,) = [m.kwargs["routes"] for m in app.user_middleware if m.cls is RequestLogMiddleware]
+
+    def template(method: str, path: str) -> str:
+        return route_template(routes, {"type": "http", "method": method, "path": path, "root_path": ""})
+
+    assert template("GET", "/papers/arxiv:2301.00001") == "/papers/{paper_id:path}"
+    assert template("GET", "/papers/arxiv:hep-th/9901001") == "/papers/{paper_id:path}"
+    assert template("POST", "/v1/chat/completions") == "/v1/chat/completions"
+    assert template("GET", "/search") == "/search"
+    assert template("GET", "/static/app.js") == "/static"
+    assert template("GET", "/nope") == "-"
+    assert template("GET", "/chat") == "/chat"  # wrong method: still the route it names
