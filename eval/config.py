@@ -91,6 +91,14 @@ def _field_default(name: str) -> object:
     return Settings.model_fields[name].default
 
 
+def _bounds(name: str, low: int, high: int) -> tuple[int, int]:
+    """The ``ge`` / ``le`` bounds the settings declare for a field (the defaults if none)."""
+    for item in Settings.model_fields[name].metadata:
+        low = int(getattr(item, "ge", low) if getattr(item, "ge", None) is not None else low)
+        high = int(getattr(item, "le", high) if getattr(item, "le", None) is not None else high)
+    return low, high
+
+
 def default_config() -> Config:
     """The defaults written in ``app/settings.py`` (not the environment): what ships."""
     backend = _field_default("llm_backend")
@@ -113,8 +121,9 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"backend {config.llm_backend!r}: expected one of {BACKENDS}")
     if config.condense_mode not in CONDENSE:
         raise ConfigError(f"condense mode {config.condense_mode!r}: expected one of {CONDENSE}")
-    if not 32 <= config.chunk_size <= EMBED_WINDOW - 2:
-        raise ConfigError(f"chunk size {config.chunk_size}: expected 32..{EMBED_WINDOW - 2}")
+    low, high = _bounds("chunk_size", 1, EMBED_WINDOW - 2)
+    if not low <= config.chunk_size <= high:
+        raise ConfigError(f"chunk size {config.chunk_size}: expected {low}..{high}")
     if not 0 <= config.chunk_overlap < config.chunk_size:
         raise ConfigError(f"chunk overlap {config.chunk_overlap}: expected 0..chunk size - 1")
     if not 1 <= config.top_k <= 50:

@@ -111,11 +111,17 @@ class Runner:
         key = config.collection
         if key not in self._services:
             from app.services import build_services
-            from ingest.pipeline import ingest
+            from ingest.pipeline import IngestError, ingest
 
             settings = config.settings(self.base)
             started = time.perf_counter()
-            summary = ingest(settings, embed_model=self.embed_model, progress=self.progress)
+            try:
+                summary = ingest(settings, embed_model=self.embed_model, progress=self.progress)
+            except IngestError as exc:
+                # Built with another embedder or chunking: it is the evaluation's own collection,
+                # so rebuild it rather than compare vectors of two models.
+                self.log(f"[eval] rebuilding {key}: {exc}")
+                summary = ingest(settings, embed_model=self.embed_model, progress=self.progress, reset=True)
             if summary.new or summary.updated:
                 self.log(f"[eval] indexed {key}: {summary.render().splitlines()[0]}")
             else:
@@ -160,11 +166,12 @@ class Runner:
         return condensed_queries(question, config.condense_mode)
 
     async def _retrieve(self, question: Question, config: Config) -> Row:
-        retriever = self.services(config).retriever
+        answerer = self.answerer(config)
         started = time.perf_counter()
         queries = await self._queries(question, config)
         condensed = time.perf_counter()
-        result = retriever.search(queries, config.retrieval_mode, top_k=RANK_DEPTH)
+        # The service's own retrieval call (``Retriever.search`` with its query weights), 10 deep.
+        result = await answerer.retrieve(queries, config.retrieval_mode, RANK_DEPTH)
         done = time.perf_counter()
         ranked = [hit.title for hit in result.hits]
         floor_refused = m.would_refuse(result.top_similarity, len(result.hits), config.relevance_floor)

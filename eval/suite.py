@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -38,16 +38,32 @@ class Recommendation:
     reasons: list[str]
 
 
-def pick(candidates: Sequence[tuple[Any, float | None]], preferred: Any, tie: float = TIE) -> Any:
-    """The best-scoring key; ``preferred`` (the current default) wins if within ``tie`` of the best."""
+def pick(
+    candidates: Sequence[tuple[Any, float | None]],
+    preferred: Any,
+    tie: float = TIE,
+    distance: Callable[[Any, Any], float] | None = None,
+) -> Any:
+    """The smallest change from ``preferred`` (the shipped value) that scores within ``tie`` of the best.
+
+    Candidates within ``tie`` of the best score are all "as good" (a lead that one question could
+    make is no evidence). Among them: ``preferred`` if it is there, else the one closest to it by
+    ``distance`` (default: all equally close), then the higher score.
+    """
     scored = [(key, score) for key, score in candidates if score is not None]
     if not scored:
         return preferred
-    best_key, best = max(scored, key=lambda kv: kv[1])
-    for key, score in scored:
-        if key == preferred and best - score <= tie:
-            return preferred
-    return best_key
+    best = max(score for _, score in scored)
+    near = [(key, score) for key, score in scored if best - score <= tie + 1e-12]
+    if any(key == preferred for key, _ in near):
+        return preferred
+    measure = distance or (lambda a, b: 0.0)
+    return min(near, key=lambda kv: (measure(kv[0], preferred), -kv[1]))[0]
+
+
+def changed_fields(a: tuple, b: tuple) -> int:
+    """How many settings differ between two tuples of setting values."""
+    return sum(x != y for x, y in zip(a, b, strict=True))
 
 
 def load_average() -> float | None:
@@ -63,9 +79,10 @@ class Suite:
                  chunk_sizes: Sequence[int], sink, local_backend: str = "local") -> None:
         self.runner = runner
         self.dev, self.test = list(dev), list(test)
-        self.chunk_sizes = list(dict.fromkeys(chunk_sizes))
         self.sink = sink
         self.default = default_config()
+        # The shipped chunk size is always compared: the rules need it as the reference.
+        self.chunk_sizes = sorted({*chunk_sizes, self.default.chunk_size})
         self.local_backend = local_backend
         self.rows: dict[tuple[str, str], list[Row]] = {}
         self.configs: dict[str, Config] = {}
@@ -139,7 +156,8 @@ class Suite:
 
         # 3. Rules, in order: mode + chunk size, condensing, floor, then top_k (needs a k sweep).
         mode, chunk = pick([((c.retrieval_mode, c.chunk_size), self.score(c)[0]) for c in grid],
-                           (d.retrieval_mode, d.chunk_size), tie=self.margin(grid[0]))
+                           (d.retrieval_mode, d.chunk_size), tie=self.margin(grid[0]),
+                           distance=changed_fields)
         cond = self._pick_condense(condense)
         chosen = ex.with_(retrieval_mode=mode, chunk_size=chunk, condense_mode=cond)
         calibration = self.calibrate(chosen)
@@ -150,7 +168,8 @@ class Suite:
         t = time.perf_counter()
         await self._run([*rec_k.values(), floor_only], self.dev, "dev")
         top_k = pick([(k, self.score(c, k)[0]) for k, c in rec_k.items()], d.top_k,
-                     tie=self.margin(rec_k[d.top_k] if d.top_k in rec_k else chosen))
+                     tie=self.margin(rec_k[d.top_k] if d.top_k in rec_k else chosen),
+                     distance=lambda a, b: abs(a - b))
         recommended = chosen.with_(top_k=top_k, llm_backend=d.llm_backend)
 
         # 4. The shipped config with the answering LLM, on dev, then once on the held-out test set.
@@ -245,11 +264,16 @@ class Suite:
             "out_of_scope": sorted(oos),
         }
 
+    @staticmethod
+    def floor_margin(calibration: dict[str, Any]) -> float:
+        """One question's worth of the in/out accuracy."""
+        n = len(calibration["answerable"]) + len(calibration["out_of_scope"])
+        return max(TIE, 1 / n) if n else TIE
+
     def _pick_floor(self, calibration: dict[str, Any]) -> float:
-        current = calibration["current"]
-        better = (calibration["accuracy"], -calibration["false_refusals"]) > (
-            current["accuracy"], -current["false_refusals"])
-        return calibration["floor"] if better else self.default.relevance_floor
+        """The calibrated floor if it beats the shipped one by more than one question, else the latter."""
+        lead = calibration["accuracy"] - calibration["current"]["accuracy"]
+        return calibration["floor"] if lead > self.floor_margin(calibration) + 1e-9 else self.default.relevance_floor
 
     def _reasons(self, grid, condense, calibration, rec_k, rec: Config, local_default: Config) -> list[str]:
         d = self.default
@@ -276,8 +300,9 @@ class Suite:
             f"**Retrieval mode `{rec.retrieval_mode}`, chunk size {rec.chunk_size}**: rule = highest "
             f"mean of nDCG@10 (answerable dev questions) and the share of key facts present in the "
             f"sources given to the answerer (top_k {d.top_k}, {self.runner.base.context_token_budget}-"
-            f"token context budget); the shipped value stays unless another wins by more than one "
-            f"question's worth ({f(tie)}). "
+            f"token context budget). Scores within one question's worth ({f(tie)}) of the best count "
+            f"as equally good; among those, the shipped value if it is one, else the one changing "
+            f"fewest settings. "
             f"Best {describe(best)}; shipped {describe(dflt)}"
             + ("" if chosen.name in (best.name, dflt.name) else f"; chosen {describe(chosen)}")
             + f".{versus}"
@@ -295,8 +320,9 @@ class Suite:
         reasons.append(
             f"**top_k {rec.top_k}**: rule = highest mean of recall@k (answerable) and key facts in the "
             f"sources at that k (the context budget is split over k sources, so more sources means "
-            f"shorter passages); within one question's worth "
-            f"({f(self.margin(rec_k.get(d.top_k, next(iter(rec_k.values())))))}) the shipped value. "
+            f"shorter passages); among the k within one question's worth "
+            f"({f(self.margin(rec_k.get(d.top_k, next(iter(rec_k.values())))))}) of the best, the "
+            f"shipped k if it is one, else the closest to it. "
             + "; ".join(f"k={k}: recall@{k} {f(r)}, key facts in sources {f(x)} → {f(sc)}"
                         for k, (sc, r, x) in ks.items())
             + "."
@@ -309,8 +335,10 @@ class Suite:
             f"({calibration['false_refusals']} answerable refused, {calibration['missed_out_of_scope']} "
             f"of {len(calibration['out_of_scope'])} out-of-scope let through); the shipped "
             f"{d.relevance_floor:g}: {f(cur['accuracy'])} ({cur['false_refusals']} answerable refused, "
-            f"{cur['missed_out_of_scope']} let through). The calibrated value is recommended only if it "
-            f"is strictly better on dev."
+            f"{cur['missed_out_of_scope']} let through). Rule, as for the other settings: the "
+            f"calibrated value replaces the shipped one only if its accuracy is higher by more than one "
+            f"question's worth ({f(self.floor_margin(calibration))}). The held-out check below the "
+            f"calibration table shows how both floors do on the test questions."
         )
         local = self.summary("dev", local_default)
         extractive = self.summary("dev", dflt)

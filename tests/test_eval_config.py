@@ -111,3 +111,16 @@ async def test_judge_failure_is_recorded_not_raised() -> None:
     scores = await judge.score("q", [], "a")
     await judge.aclose()
     assert scores["faithfulness"] is None and "judge_error" in scores
+
+
+def test_pick_prefers_the_smallest_change_among_near_best() -> None:
+    from eval.suite import changed_fields
+
+    shipped = ("hybrid", 254)
+    candidates = [(("bm25", 200), 0.986), (("hybrid", 200), 0.957), (("hybrid", 254), 0.900)]
+    # The shipped value is clearly behind; both others are within 0.042 of the best: the one
+    # changing one setting wins over the one changing two.
+    assert pick(candidates, shipped, tie=0.042, distance=changed_fields) == ("hybrid", 200)
+    # With a tight margin only the best is "near".
+    assert pick(candidates, shipped, tie=0.01, distance=changed_fields) == ("bm25", 200)
+    assert pick([(3, 0.94), (5, 0.96), (8, 0.74)], 5, tie=0.04, distance=lambda a, b: abs(a - b)) == 5

@@ -104,7 +104,7 @@ async def test_retrieval_comparison_with_extractive_answers(small_index, embed_m
     data = json.loads(outputs["summary"].read_text(encoding="utf-8"))
     assert len(data["runs"]) == 2
     markdown = outputs["report"].read_text(encoding="utf-8")
-    assert "bm25:c200:k5:extractive" in markdown and "nDCG@10" in markdown
+    assert configs[0].name in markdown and "nDCG@10" in markdown
     assert outputs["chart"].read_bytes().startswith(b"\x89PNG")
 
 

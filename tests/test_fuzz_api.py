@@ -12,6 +12,7 @@ import time
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
@@ -62,5 +63,9 @@ def test_no_server_errors_and_no_hangs(api_schema, mode: GenerationMode) -> None
             assert "Traceback" not in response.text
             seen[label] = seen.get(label, 0) + 1
 
-        one()
-    assert all(count >= 1 for count in seen.values()) and len(seen) >= 6, seen
+        try:
+            one()
+        except Unsatisfiable:  # no parameter or body to make invalid (GET /health, GET /v1/models)
+            assert mode is GenerationMode.NEGATIVE and not operation.body and label.startswith("GET"), label
+    fuzzed = {"POST /chat", "POST /v1/chat/completions", "GET /search", "GET /papers/{paper_id}"}
+    assert fuzzed <= set(seen) and all(count >= 1 for count in seen.values()), seen
