@@ -54,12 +54,17 @@ class ChatBackend(Protocol):
 
 
 class _Gate:
-    """Concurrency bound with a bounded wait list, and a clear refusal past it."""
+    """Concurrency bound with a bounded wait list, and a clear refusal past it.
 
-    def __init__(self, concurrency: int, queue: int) -> None:
+    A request also waits at most ``wait_s`` for its turn: past that it is refused as busy too,
+    rather than spending its whole answer deadline in the queue and timing out there.
+    """
+
+    def __init__(self, concurrency: int, queue: int, wait_s: float | None = None) -> None:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._limit = concurrency + queue
         self._inside = 0
+        self._wait_s = wait_s
 
     @asynccontextmanager
     async def slot(self):
@@ -69,8 +74,17 @@ class _Gate:
             )
         self._inside += 1
         try:
-            async with self._semaphore:
+            try:
+                async with asyncio.timeout(self._wait_s):
+                    await self._semaphore.acquire()
+            except TimeoutError:
+                raise LLMBusy(
+                    f"The model is busy (no turn within {self._wait_s:g} s); retry in a moment."
+                ) from None
+            try:
                 yield
+            finally:
+                self._semaphore.release()
         finally:
             self._inside -= 1
 
@@ -90,7 +104,9 @@ class OpenAIBackend:
             timeout=settings.llm_timeout_s,
             max_retries=settings.llm_retries,
         )
-        self._gate = _Gate(settings.llm_max_concurrency * 8, settings.llm_queue_size * 8)
+        self._gate = _Gate(
+            settings.llm_max_concurrency * 8, settings.llm_queue_size * 8, wait_s=settings.llm_timeout_s / 2
+        )
 
     def _params(self) -> dict[str, Any]:
         return {
@@ -187,7 +203,8 @@ class LocalBackend:
             seed=0,
             verbose=False,
         )
-        self._gate = _Gate(settings.llm_max_concurrency, settings.llm_queue_size)
+        # At most half the answer deadline in the queue: the other half is for generating.
+        self._gate = _Gate(settings.llm_max_concurrency, settings.llm_queue_size, wait_s=settings.llm_timeout_s / 2)
         # llama.cpp contexts are not thread-safe: one generation at a time per model.
         self._lock = threading.Lock()
 

@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from app.answer import AnswerResult, DeltaEvent, DoneEvent, SourcesEvent
+from app.embeddings import embedding_identity
 from app.llm import LLMBusy
 from app.main import create_app
 from app.services import Services
@@ -69,7 +70,7 @@ async def test_health(client: httpx.AsyncClient, extractive_services: Services) 
         "ready": True,
         "papers": extractive_services.papers.count(),
         "chunks": extractive_services.chunks.count(),
-        "embedding_model": "all-MiniLM-L6-v2",
+        "embedding_model": embedding_identity(extractive_services.settings),
         "llm_backend": "extractive",
         "llm_model": None,
         "collection": extractive_services.settings.collection,

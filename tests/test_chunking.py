@@ -32,9 +32,15 @@ def corpus_papers(corpus_dir: Path) -> list[Paper]:
 
 
 @pytest.fixture(scope="module")
-def window_length(embed_model):
-    """Wordpieces the embedder sees for a text, [CLS]/[SEP] included, nothing truncated."""
-    tokenizer = embed_model._model.tokenizer
+def window_length():
+    """Wordpieces the embedder sees for a text, [CLS]/[SEP] included, nothing truncated: the
+    model folder's own tokenizer, loaded as sentence-transformers loads it (transformers)."""
+    from transformers import AutoTokenizer
+
+    from app.embeddings import embed_model_path
+    from app.settings import Settings
+
+    tokenizer = AutoTokenizer.from_pretrained(embed_model_path(Settings(_env_file=None)))
 
     def length(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
@@ -117,10 +123,16 @@ def test_corpus_chunks_fit_window_start_with_title_and_lose_nothing(
     assert n_chunks > len(corpus_papers)  # some abstracts do need more than one chunk
     assert longest <= settings.chunk_size + 2
 
-    # The same texts as sentence-transformers prepares them: none is truncated to the window.
-    batch = embed_model._model.preprocess(all_texts)
-    kept = batch["attention_mask"].sum(dim=1).tolist()
-    assert kept == [window_length(t) for t in all_texts]
+    # The same texts as the embedder itself prepares them (truncating at its window): none is cut.
+    assert embedder_input_lengths(embed_model, all_texts) == [window_length(t) for t in all_texts]
+
+
+def embedder_input_lengths(embed_model, texts: list[str]) -> list[int]:
+    """Token counts the model really receives, for either embedding backend."""
+    if hasattr(embed_model, "_tokenizer"):  # onnx-int8: tokenizers, truncation at the window
+        return [len(e.ids) for e in embed_model._tokenizer.encode_batch(texts)]
+    batch = embed_model._model.preprocess(texts)  # torch: sentence-transformers
+    return batch["attention_mask"].sum(dim=1).tolist()
 
 
 def test_chunking_is_deterministic(corpus_papers, count_tokens):

@@ -97,3 +97,32 @@ def test_route_template() -> None:
     assert template("GET", "/static/app.js") == "/static"
     assert template("GET", "/nope") == "-"
     assert template("GET", "/chat") == "/chat"  # wrong method: still the route it names
+
+
+async def test_llm_gate_refuses_past_its_queue_and_its_wait() -> None:
+    """The model's gate: one at a time, one waiting; a third is busy at once, and a waiter that
+    does not get its turn within wait_s is busy too (not left to time out in the queue)."""
+    import asyncio
+
+    from app.llm import LLMBusy, _Gate
+
+    gate = _Gate(concurrency=1, queue=1, wait_s=0.2)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with gate.slot():
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0.01)
+    waiter = asyncio.create_task(hold())
+    await asyncio.sleep(0.01)
+    with pytest.raises(LLMBusy, match="running or waiting"):
+        async with gate.slot():
+            pass
+    with pytest.raises(LLMBusy, match="no turn within 0.2 s"):
+        await waiter
+    release.set()
+    await holder
+    async with gate.slot():  # free again: nothing leaked
+        pass

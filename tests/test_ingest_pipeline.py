@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from app.embeddings import embedding_identity
+
 from app.store import LAYOUT_KEYS, PAPERS_SUFFIX, StoreUnavailable, get_collections, iter_records, make_client
 from ingest.pipeline import IngestError, IngestSummary, ingest
 from ingest.records import paper_id_for
@@ -152,10 +154,11 @@ def test_full_corpus_store_contents(full_run: FullRun):
     for chunk in view.chunks.values():
         meta = chunk["metadata"]
         assert meta["paper_id"] and meta["title"] and len(meta["content_hash"]) == 40
+    settings = full_run.settings
     assert {key: view.layout[key] for key in LAYOUT_KEYS} == {
-        "paperqa_chunk_size": 200,
-        "paperqa_chunk_overlap": 32,
-        "paperqa_embed_model": "all-MiniLM-L6-v2",
+        "paperqa_chunk_size": settings.chunk_size,
+        "paperqa_chunk_overlap": settings.chunk_overlap,
+        "paperqa_embed_model": embedding_identity(settings),
         "paperqa_schema": 1,
     }
 
@@ -320,7 +323,7 @@ def test_mismatched_chunk_size_refused_until_reset(settings_factory, small_corpu
     other = settings.model_copy(update={"chunk_size": 128})
     with pytest.raises(IngestError, match="--reset") as excinfo:
         run(other, [small_corpus])
-    assert "paperqa_chunk_size=200" in str(excinfo.value) and "128" in str(excinfo.value)
+    assert f"paperqa_chunk_size={settings.chunk_size}" in str(excinfo.value) and "128" in str(excinfo.value)
     assert read_store(settings).chunks.keys() == before.chunks.keys()  # nothing written
 
     s = run(other, [small_corpus], reset=True)
