@@ -157,7 +157,7 @@ def main() -> int:
         "produced it. Machines here are noisy: the load average at the start of each run is shown.",
     ]
     for name, render in (("ingest", section_ingest), ("startup", section_startup),
-                         ("search-onnx-int8", section_search), ("search-torch", section_search),
+                         ("search-onnx-int8", section_search),
                          ("answers", section_answers), ("concurrency", section_concurrency)):
         result = load(name)
         parts.append(render(result) if result else f"## {name}\n\nNot measured yet (`python -m bench.{name.split('-')[0]}`).")

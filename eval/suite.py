@@ -162,9 +162,10 @@ class Suite:
         chosen = ex.with_(retrieval_mode=mode, chunk_size=chunk, condense_mode=cond)
         calibration = self.calibrate(chosen)
         floor = self._pick_floor(calibration)
+        # The calibrated floor on the config it was calibrated for: its effect alone.
+        floor_only = chosen.with_(relevance_floor=calibration["floor"])
         chosen = chosen.with_(relevance_floor=floor)
         rec_k = {k: chosen.with_(top_k=k) for k in (3, 5, 8)}
-        floor_only = ex.with_(relevance_floor=calibration["floor"])  # the floor's effect alone
         t = time.perf_counter()
         await self._run([*rec_k.values(), floor_only], self.dev, "dev")
         top_k = pick([(k, self.score(c, k)[0]) for k, c in rec_k.items()], d.top_k,

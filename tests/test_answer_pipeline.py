@@ -36,7 +36,7 @@ class SpyBackend:
 
 @pytest.fixture(scope="module")
 def local_backend(bundled_index):
-    backend = LocalBackend(bundled_index.settings)
+    backend = LocalBackend(bundled_index.settings.model_copy(update={"llm_timeout_s": 240}))
     yield backend
 
 
@@ -58,11 +58,14 @@ def check_result_guarantees(result) -> None:
 
 
 async def test_local_model_streams_a_cited_answer(bundled_index, local_backend) -> None:
-    events = await collect(answerer_for(bundled_index, local_backend), [{"role": "user", "content": IN_SCOPE}])
+    # A generous deadline: a loaded machine is slow, and no timing is tested here.
+    answerer = answerer_for(bundled_index, local_backend, llm_timeout_s=240)
+    events = await collect(answerer, [{"role": "user", "content": IN_SCOPE}])
+    errors = [e.message for e in events if isinstance(e, ErrorEvent)]
+    assert errors == []
     assert isinstance(events[0], SourcesEvent) and events[0].sources
     assert isinstance(events[-1], DoneEvent)
     assert any(isinstance(e, DeltaEvent) for e in events)
-    assert not any(isinstance(e, ErrorEvent) for e in events)
     result = events[-1].result
     assert result.backend == "local" and not result.refused and result.fallback_reason is None
     assert result.answer.strip()
@@ -125,7 +128,9 @@ async def test_openai_path_against_llama_cpp_server(bundled_index, llama_server,
     backend = OpenAIBackend(settings)
     try:
         events = await collect(
-            answerer_for(bundled_index, backend), [{"role": "user", "content": IN_SCOPE}], stream=stream
+            answerer_for(bundled_index, backend, llm_timeout_s=240, max_answer_tokens=80),
+            [{"role": "user", "content": IN_SCOPE}],
+            stream=stream,
         )
     finally:
         await backend.aclose()
