@@ -44,9 +44,9 @@ class Settings(BaseSettings):
     # --- embeddings and chunking -----------------------------------------------------------
     embed_model_path: str = ""
     embed_backend: Literal["torch", "onnx-int8"] = "onnx-int8"
-    embed_batch_size: int = 32
+    embed_batch_size: int = Field(4, ge=1)
     model_cache_dir: Path = PROJECT_ROOT / "var" / "models"
-    chunk_size: int = Field(254, ge=64, le=EMBED_WINDOW - 2)
+    chunk_size: int = Field(200, ge=64, le=EMBED_WINDOW - 2)
     chunk_overlap: int = Field(32, ge=0)
 
     # --- retrieval -------------------------------------------------------------------------

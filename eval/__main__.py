@@ -220,7 +220,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
         "recommended": {**config_record(result["recommended"].config),
                         "reasons": result["recommended"].reasons},
         "default": config_record(default_config()),
-        "timing_s": suite.earlier_timing or suite.timing,
+        "timing_s": suite.total_timing(),
         "load_averages": suite.loads,
     }
     rp.write_run(out, summaries, "Evaluation run", extra=extra)

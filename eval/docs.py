@@ -6,11 +6,14 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from app.settings import Settings
+from eval import metrics as m
 from eval import report as rp
 from eval.config import Config, default_config
 from eval.questions import TYPES, Question, load_questions
 from eval.suite import Suite, machine_note, now_stamp
 
+SWEEP_FLOORS = (0.25, 0.30, 0.35, 0.40, 0.45)
 SETTING_FIELDS = (
     ("retrieval_mode", "PAPERQA_RETRIEVAL_MODE"),
     ("chunk_size", "PAPERQA_CHUNK_SIZE"),
@@ -48,6 +51,12 @@ def calibration_section(cal: Mapping[str, Any], shipped: float) -> str:
           str(o["false_refusals"]), str(o["missed_out_of_scope"]), rp.fmt(o["refusal_accuracy"]),
           rp.fmt(o["false_refusal_rate"])] for o in (cal, cur)],
     )
+    sweep = rp.table(
+        ["floor", "accuracy (in/out)", "answerable refused", "out-of-scope let through"],
+        [[f"{v:g}", rp.fmt(o["accuracy"]), f"{o['false_refusals']}/{len(ans)}",
+          f"{o['missed_out_of_scope']}/{len(oos)}"]
+         for v in SWEEP_FLOORS for o in [m.floor_outcome(ans, oos, v)]],
+    )
     return "\n".join([
         f"The service refuses when the best dense cosine similarity between the question (and, for a "
         f"follow-up, its condensed form) and any chunk is below the floor. `python -m eval calibrate` "
@@ -58,48 +67,67 @@ def calibration_section(cal: Mapping[str, Any], shipped: float) -> str:
         f"**Calibrated floor: {cal['floor']:g}** (shipped: {shipped:g}).", "",
         "Top similarity per group:", "", spread, "", outcomes, "",
         f"Out-of-scope top similarities: {', '.join(rp.fmt(v) for v in oos)}.  ",
-        f"Lowest answerable ones: {', '.join(rp.fmt(v) for v in ans[:8])}.",
+        f"Lowest answerable ones: {', '.join(rp.fmt(v) for v in ans[:8])}.", "",
+        f"Other floors on the same dev similarities (chunk size {cal['chunk_size']}):", "", sweep,
     ])
 
 
-SWEEP_FLOORS = (0.25, 0.30, 0.35, 0.40, 0.45)
+def shipped_sims(suite: Suite, shipped_run: Config, set_name: str) -> tuple[list[float], list[float]]:
+    """(answerable, out-of-scope) top similarities at the shipped chunking and condensing."""
+    for (s, name), rows in suite.rows.items():
+        c = suite.configs[name]
+        if s == set_name and (c.chunk_size, c.chunk_overlap, c.condense_mode) == (
+                shipped_run.chunk_size, shipped_run.chunk_overlap, shipped_run.condense_mode):
+            return ([r["top_similarity"] for r in rows if r["type"] != "out_of_scope"],
+                    [r["top_similarity"] for r in rows if r["type"] == "out_of_scope"])
+    return [], []
 
 
-def floor_on_test(cal: Mapping[str, Any], test_rows: Sequence[Mapping[str, Any]],
-                  shipped: Config, floor: float) -> str:
-    """Floors on dev and, as a held-out check (nothing tuned on it), on the test questions."""
-    from eval import metrics as m
+def floor_held_out(suite: Suite, shipped_run: Config, recommended: float) -> str:
+    """One sentence: the shipped (and recommended) floor on the test questions. Informs, decides nothing."""
+    ans, oos = shipped_sims(suite, shipped_run, "test")
+    if not ans or not oos:
+        return ""
+    parts = []
+    for value in dict.fromkeys([shipped_run.relevance_floor, recommended, 0.3]):
+        o = m.floor_outcome(ans, oos, value)
+        parts.append(f"floor {value:g} refuses {o['false_refusals']}/{len(ans)} answerable and lets "
+                     f"{o['missed_out_of_scope']}/{len(oos)} out-of-scope through")
+    return (f"**Held-out check of the floor** (test questions, shipped chunk size {shipped_run.chunk_size}; "
+            "reported, not used by any rule): " + "; ".join(parts) + ". See the floor tables below.")
 
-    same = (cal["chunk_size"], cal["condense_mode"]) == (shipped.chunk_size, shipped.condense_mode)
-    t_ans = [r["top_similarity"] for r in test_rows if r["type"] != "out_of_scope"] if same else []
-    t_oos = [r["top_similarity"] for r in test_rows if r["type"] == "out_of_scope"] if same else []
-    floors = sorted({*SWEEP_FLOORS, round(floor, 3), round(shipped.relevance_floor, 3)})
-    header = ["floor", "dev accuracy", "dev answerable refused", "dev OOS let through"]
-    if t_ans and t_oos:
-        header += ["test accuracy", "test answerable refused", "test OOS let through"]
+
+def floor_sweep(suite: Suite, shipped_run: Config, floors: Sequence[float]) -> str:
+    """Floors at the shipped chunking on dev and, as a held-out check (nothing tuned on it), on test.
+
+    Top similarities depend on the chunking and the condensing only, so the dev ones come from any
+    dev run with the shipped chunk size and condense mode, the test ones from the shipped test run.
+    """
+    columns = [(name, *shipped_sims(suite, shipped_run, name)) for name in ("dev", "test")]
+    columns = [c for c in columns if c[1] and c[2]]
+    header = ["floor"]
+    for name, ans, oos in columns:
+        header += [f"{name} accuracy", f"{name} answerable refused", f"{name} OOS let through"]
     rows = []
-    for value in floors:
-        tags = [t for t, v in (("calibrated", floor), ("shipped", shipped.relevance_floor))
-                if abs(v - value) < 5e-4]
-        dev = m.floor_outcome(cal["answerable"], cal["out_of_scope"], value)
-        row = [f"{value:g}" + (f" ({', '.join(tags)})" if tags else ""), rp.fmt(dev["accuracy"]),
-               f"{dev['false_refusals']}/{len(cal['answerable'])}",
-               f"{dev['missed_out_of_scope']}/{len(cal['out_of_scope'])}"]
-        if t_ans and t_oos:
-            test = m.floor_outcome(t_ans, t_oos, value)
-            row += [rp.fmt(test["accuracy"]), f"{test['false_refusals']}/{len(t_ans)}",
-                    f"{test['missed_out_of_scope']}/{len(t_oos)}"]
+    for value in sorted({round(f, 3) for f in floors}):
+        tag = " (shipped)" if abs(value - shipped_run.relevance_floor) < 5e-4 else ""
+        row = [f"{value:g}{tag}"]
+        for _, ans, oos in columns:
+            o = m.floor_outcome(ans, oos, value)
+            row += [rp.fmt(o["accuracy"]), f"{o['false_refusals']}/{len(ans)}",
+                    f"{o['missed_out_of_scope']}/{len(oos)}"]
         rows.append(row)
-    intro = ("Floors on dev and, as a held-out check, on the **test** questions (the top similarities "
-             "of the shipped config's test run below, same chunking and condensing). Only the dev "
-             "columns were used for any choice." if t_ans and t_oos else
-             "Floors on dev. (No held-out columns: the floor was calibrated for another chunk size or "
-             "condense mode than the shipped config run on test.)")
-    return "\n".join([intro, "", rp.table(header, rows)])
+    return "\n".join([
+        f"The same floors at the shipped chunking (chunk size {shipped_run.chunk_size}, condense "
+        f"`{shipped_run.condense_mode}`) on dev and, as a held-out check, on the **test** questions "
+        "(top similarities of the shipped config's test run). Only dev numbers were used for any "
+        "choice.", "",
+        rp.table(header, rows),
+    ])
 
 
 def recommended_section(rec: Config, reasons: Sequence[str], dev_rec: Mapping[str, Any] | None,
-                        dev_default: Mapping[str, Any] | None) -> str:
+                        dev_default: Mapping[str, Any] | None, held_out: str = "") -> str:
     shipped = default_config()
     rows = []
     for field, env in SETTING_FIELDS:
@@ -113,11 +141,14 @@ def recommended_section(rec: Config, reasons: Sequence[str], dev_rec: Mapping[st
         parts += ["", "Dev, extractive answers, shipped vs recommended (same answer backend, so the "
                   "difference is retrieval, top_k and floor only):", "",
                   rp.answer_comparison([dev_default, dev_rec])]
+    if held_out:
+        parts += ["", held_out]
     parts += ["", "These are recommendations: `app/settings.py` is not changed by this command."]
     return "\n".join(parts)
 
 
-def caveats(dev: Sequence[Question], loads: Sequence[float], noisy: bool) -> str:
+def caveats(dev: Sequence[Question], loads: Sequence[float], noisy: bool,
+            llm_runs: Sequence[Mapping[str, Any]] = ()) -> str:
     counts = [n for n in (sum(q.type == t for q in dev) for t in TYPES) if n]
     answerable = sum(q.answerable for q in dev)
     lines = [
@@ -139,9 +170,17 @@ def caveats(dev: Sequence[Question], loads: Sequence[float], noisy: bool) -> str
         lines.append("- **The machine was busy during this run** (median load average above the core "
                      "count: other processes were using the CPU): latencies, the LLM's above all, are "
                      "inflated and noisy; compare them between configs of this run only.")
-    elif loads and loads[-1] > (os.cpu_count() or 1):
+    elif loads and max(loads) > (os.cpu_count() or 1):
         lines.append("- The load average went above the core count at times (other processes were "
                      "using the CPU): single latency numbers, p95 above all, are noisy.")
+    timeout = float(Settings.model_fields["llm_timeout_s"].default)
+    for run in llm_runs:
+        if run.get("fallbacks"):
+            lines.append(
+                f"- {run['fallbacks']} of the {run['n_questions']} {run['set']} answers of `{run['name']}` "
+                f"are extractive fallbacks (the LLM failed or hit its {timeout:g} s timeout): their "
+                "answer metrics are those of the extractive answer. Under the load above, timeouts "
+                "are the likely cause.")
     return "\n".join(lines)
 
 
@@ -164,11 +203,12 @@ def render(suite: Suite, result: Mapping[str, Any], run_dir_name: str, dev: Sequ
     loads = sorted(suite.loads)
     median_load = loads[(len(loads) - 1) // 2] if loads else 0.0
     noisy = median_load > (os.cpu_count() or 1)
-    if suite.earlier_timing:
-        took = (f"from a run that took {suite.earlier_timing.get('total', 0) / 60:.1f} min "
-                f"(re-rendered with `--resume`; {suite.timing.get('total', 0) / 60:.1f} min this time)")
+    timing = suite.total_timing()
+    if timing.get("passes", 1) > 1:
+        took = (f"in {timing['total'] / 60:.1f} min of running over {timing['passes']:.0f} passes "
+                f"(`--resume`; configs already in the run folder were not run again)")
     else:
-        took = f"in {suite.timing.get('total', 0) / 60:.1f} min"
+        took = f"in {timing.get('total', 0) / 60:.1f} min"
     limited = len(dev) < len(load_questions("dev")) or len(test) < len(load_questions("test"))
 
     parts = [
@@ -201,10 +241,14 @@ def render(suite: Suite, result: Mapping[str, Any], run_dir_name: str, dev: Sequ
         f"answer latency p50 {rp.fmt_ms(test_default['latency_ms'].get('total_ms', {}).get('p50'))}, "
         f"p95 {rp.fmt_ms(test_default['latency_ms'].get('total_ms', {}).get('p95'))}.",
         "",
-        f"Calibrated relevance floor (dev): **{result['calibration']['floor']:g}**.",
+        f"Calibrated relevance floor (dev, chunk size {result['calibration']['chunk_size']}): "
+        f"**{result['calibration']['floor']:g}** (`python -m eval calibrate --config "
+        f"c{result['calibration']['chunk_size']}` prints it; without `--config` it calibrates the "
+        "shipped chunking).",
         "",
         "## Recommended defaults", "",
-        recommended_section(rec.config, rec.reasons, dev_rec, dev_default), "",
+        recommended_section(rec.config, rec.reasons, dev_rec, dev_default,
+                            floor_held_out(suite, result["local_default"], rec.config.relevance_floor)), "",
         "## How it is measured", "",
         "Question sets (`eval/questions/`, see its README): **dev** for every comparison and every "
         "choice here; **test** held out, run once, for the shipped defaults only.", "",
@@ -247,8 +291,8 @@ def render(suite: Suite, result: Mapping[str, Any], run_dir_name: str, dev: Sequ
         by_type_matrix([s("dev", c) for c in grid], "hit@5"), "",
         "### Relevance floor", "",
         calibration_section(result["calibration"], d.relevance_floor), "",
-        floor_on_test(result["calibration"], suite.rows[("test", result["local_default"].name)], d,
-                      result["calibration"]["floor"]), "",
+        floor_sweep(suite, result["local_default"],
+                    [*SWEEP_FLOORS, result["calibration"]["floor"], d.relevance_floor]), "",
         "## Dev: answers", "",
         "Extractive answers for the comparisons, the local LLM for the shipped config "
         f"(`{result['local_default'].name}`, labelled *default (shipped)*). Refusal accuracy is over "
@@ -264,7 +308,7 @@ def render(suite: Suite, result: Mapping[str, Any], run_dir_name: str, dev: Sequ
         "![dev and test comparison](evaluation.png)", "",
         "Top: retrieval of every dev config (answerable questions). Bottom: answer configs.", "",
         "## Caveats", "",
-        caveats(dev, suite.loads, noisy), "",
+        caveats(dev, suite.loads, noisy, [dev_local, test_default]), "",
         "## Every configuration in detail", "",
     ]
     for summary in [*(s("dev", c) for c in suite.configs.values() if ("dev", c.name) in suite.rows),

@@ -181,7 +181,7 @@ def config_section(summary: Mapping[str, Any], level: int = 3) -> str:
              f"Config: `{summary['name']}`", "", "Retrieval (first 10 papers, answerable questions):", "",
              retrieval_by_type(summary), ""]
     floor = summary["config"].get("relevance_floor")
-    parts += [f"Relevance floor {fmt(floor, 2)} on the retrieval part: out-of-scope refused "
+    parts += [f"Relevance floor {floor:g} on the retrieval part: out-of-scope refused "
               f"{fmt(value(summary, 'retrieval', 'floor_oos_refused', 'out_of_scope'))}, answerable "
               f"wrongly refused {fmt(value(summary, 'retrieval', 'floor_false_refusal'))}.", ""]
     if "answers" in summary:

@@ -143,14 +143,13 @@ class Runner:
             self._backends[name] = make_backend(self.base.model_copy(update={"llm_backend": name}))
         return self._backends[name]
 
-    def answerer(self, config: Config):
+    def answerer(self, config: Config, with_llm: bool = True):
+        """The service's answerer for ``config``; without the LLM when only retrieving."""
         from app.answer import Answerer
 
         services = self.services(config)
-        return Answerer(
-            config.settings(self.base), services.retriever, self.backend(config.llm_backend),
-            services.prompts,
-        )
+        backend = self.backend(config.llm_backend) if with_llm else None
+        return Answerer(config.settings(self.base), services.retriever, backend, services.prompts)
 
     async def aclose(self) -> None:
         for backend in self._backends.values():
@@ -166,7 +165,7 @@ class Runner:
         return condensed_queries(question, config.condense_mode)
 
     async def _retrieve(self, question: Question, config: Config) -> Row:
-        answerer = self.answerer(config)
+        answerer = self.answerer(config, with_llm=False)
         started = time.perf_counter()
         queries = await self._queries(question, config)
         condensed = time.perf_counter()

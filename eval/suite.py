@@ -89,15 +89,28 @@ class Suite:
         self.loads: list[float] = []
         self.timing: dict[str, float] = {}
         self.earlier_timing: dict[str, float] = {}  # of the run folder resumed, if any
+        self.ran = 0  # configs run in this pass
 
     async def _run(self, configs: Sequence[Config], questions: Sequence[Question], set_name: str) -> None:
         todo = list({c.name: c for c in configs if (set_name, c.name) not in self.rows}.values())
+        self.ran += len(todo)
         for config in todo:
             self.configs[config.name] = config
         results = await run_all(self.runner, todo, questions, set_name, self._sink)
         for name, rows in results.items():
             self.rows[(set_name, name)] = rows
-        self._note_load()
+
+    def total_timing(self) -> dict[str, float]:
+        """This pass's timings, plus those of the passes before it when resumed."""
+        if not self.earlier_timing:
+            return {**self.timing, "passes": 1}
+        if not self.ran:  # only re-rendered: nothing was run in this pass
+            return dict(self.earlier_timing)
+        return {
+            "total": self.earlier_timing.get("total", 0.0) + self.timing.get("total", 0.0),
+            "passes": self.earlier_timing.get("passes", 1) + 1,
+            "last_pass": self.timing.get("total", 0.0),
+        }
 
     def _sink(self, row: Row) -> None:
         load = load_average()  # sampled at every question: the LLM runs are long
@@ -127,11 +140,6 @@ class Suite:
             self.configs[name] = parse_config(name)
             self.loads.extend(float(r["load1"]) for r in by_id.values() if r.get("load1") is not None)
 
-    def _note_load(self) -> None:
-        load = load_average()
-        if load is not None:
-            self.loads.append(load)
-
     def summary(self, set_name: str, config: Config) -> dict[str, Any]:
         rows = self.rows[(set_name, config.name)]
         return rp.summarize_config(rows, config_record(config))
@@ -140,7 +148,6 @@ class Suite:
     async def run(self) -> dict[str, Any]:
         d = self.default
         started = time.perf_counter()
-        self._note_load()
         ex = d.with_(llm_backend="extractive")
         # 1. {modes} x {chunk sizes}: retrieval and extractive answers (no LLM) in one pass each.
         grid = [ex.with_(retrieval_mode=mode, chunk_size=c)
