@@ -39,9 +39,11 @@ def embed_model_path(settings: Settings) -> str:
 
 
 def load_embed_model(settings: Settings):  # -> BaseEmbedding
-    """A LlamaIndex embedding model: sentence-transformers on torch, or ONNX int8; normalised."""
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    """A LlamaIndex embedding model: sentence-transformers on torch, or ONNX int8; normalised.
 
+    torch is imported only for the torch backend (or the one-time ONNX export): importing it is
+    seconds of start-up the onnx-int8 backend does not need.
+    """
     path = embed_model_path(settings)
     if settings.embed_backend == "onnx-int8":
         from app.onnx_embed import OnnxMiniLM, export_int8
@@ -53,6 +55,8 @@ def load_embed_model(settings: Settings):  # -> BaseEmbedding
             onnx_batch_size=settings.embed_batch_size,
             embed_batch_size=2048,
         )
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
     return HuggingFaceEmbedding(
         model_name=path,
         device="cpu",

@@ -35,12 +35,14 @@ def _weights_key(model_dir: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def export_int8(model_dir: Path, out_dir: Path) -> Path:
-    """Export the transformer to ONNX (TorchScript exporter) and quantize weights to int8."""
+def export_int8(model_dir: Path, out_dir: Path, attention: str = "eager") -> Path:
+    """Export the transformer to ONNX (TorchScript exporter) and quantize weights to int8.
+
+    ``attention="eager"`` exports transformers' plain attention code; its default ("sdpa") exports
+    a graph that ONNX Runtime ran ~1.6x slower on a 2-core CPU (``python -m bench.embedder``).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    # "eager": exported from the plain attention code path. The default (SDPA) path exports a graph
-    # that ONNX Runtime runs ~1.6x slower on this CPU (bench/notes.md).
-    target = out_dir / f"minilm-{_weights_key(model_dir)}-int8pc-eager.onnx"
+    target = out_dir / f"minilm-{_weights_key(model_dir)}-int8pc-{attention}.onnx"
     if target.exists():
         return target
     import torch
@@ -58,10 +60,10 @@ def export_int8(model_dir: Path, out_dir: Path) -> Path:
             ).last_hidden_state
 
     log.info("exporting %s to ONNX int8 (once)", model_dir)
-    encoder = Encoder(AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval())
+    encoder = Encoder(AutoModel.from_pretrained(str(model_dir), attn_implementation=attention).eval())
     dummy = torch.ones(2, 16, dtype=torch.long)
     axes = {0: "batch", 1: "sequence"}
-    fp32 = out_dir / f"minilm-{_weights_key(model_dir)}-fp32.onnx.tmp"
+    fp32 = out_dir / f"minilm-{_weights_key(model_dir)}-{attention}-fp32.onnx.tmp"
     with torch.no_grad():
         torch.onnx.export(
             encoder,

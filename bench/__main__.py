@@ -10,7 +10,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-ORDER = ["ingest", "startup", "search", "answers", "concurrency", "scale"]
+# Arguments of each run of a benchmark under ``all`` (default: one run, no arguments).
+RUNS = {
+    "scale": [["--papers", "10000"], ["--papers", "10000", "--server", "--approx-vectors"],
+              ["--papers", "100000", "--approx-vectors"]],
+}
+ORDER = ["ingest", "embedder", "startup", "search", "answers", "concurrency", "scale"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,9 +26,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: unknown benchmark {name!r}; choose from {ORDER}, all, report", file=sys.stderr)
             return 2
         print(f"== bench.{name}", flush=True)
-        code = importlib.import_module(f"bench.{name}").main([])
-        if code:
-            return code
+        for run_args in RUNS.get(name, [[]]):
+            code = importlib.import_module(f"bench.{name}").main(run_args)
+            if code:
+                return code
     from bench.report import main as report
 
     return report()

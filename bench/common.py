@@ -63,12 +63,11 @@ def peak_rss_mib() -> float:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
+    """Nearest-rank percentile (``eval.metrics.percentile``); NaN when there are no values."""
+    from eval.metrics import percentile as nearest_rank
+
+    value = nearest_rank(values, q)
+    return float("nan") if value is None else value
 
 
 def run_json(module_args: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> dict:

@@ -62,9 +62,8 @@ def retrieval_quality(settings: Settings, embed_model) -> dict[str, float]:
 
 def worker(variant: str, store: Path) -> dict:
     """One variant in this process; prints one JSON line."""
-    settings = Settings(_env_file=None, chroma_path=store, collection="bench")
-    if variant == "ours-onnx-int8":
-        settings = settings.model_copy(update={"embed_backend": "onnx-int8"})
+    backend = "onnx-int8" if variant == "ours-onnx-int8" else "torch"  # set both: defaults change
+    settings = Settings(_env_file=None, chroma_path=store, collection="bench", embed_backend=backend)
     from app.embeddings import load_embed_model, load_wordpiece_counter
 
     import chromadb  # noqa: F401  (imported before the clock for every variant)

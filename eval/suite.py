@@ -345,8 +345,8 @@ class Suite:
             f"{d.relevance_floor:g}: {f(cur['accuracy'])} ({cur['false_refusals']} answerable refused, "
             f"{cur['missed_out_of_scope']} let through). Rule, as for the other settings: the "
             f"calibrated value replaces the shipped one only if its accuracy is higher by more than one "
-            f"question's worth ({f(self.floor_margin(calibration))}). The held-out check below the "
-            f"calibration table shows how both floors do on the test questions."
+            f"question's worth ({f(self.floor_margin(calibration))}). The held-out check after this "
+            f"list shows how both floors do on the test questions."
         )
         local = self.summary("dev", local_default)
         extractive = self.summary("dev", dflt)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from tqdm import tqdm
@@ -28,7 +29,6 @@ from app.store import (
     layout_metadata,
     make_client,
 )
-from ingest.chunking import TitleTooLong, check_title, chunk_paper, embed_text, make_splitter
 from ingest.parsers import Format, UnreadableFile, corpus_files, read_file
 from ingest.records import Paper, ParseIssue
 
@@ -162,11 +162,7 @@ def ingest(
         for rec in iter_records(papers_col, include=["metadatas"])
     }
 
-    if count_tokens is None:
-        from app.embeddings import load_wordpiece_counter
-
-        count_tokens = load_wordpiece_counter(settings)
-    splitter = make_splitter(count_tokens, settings.chunk_size, settings.chunk_overlap)
+    tools = _ChunkTools(settings, count_tokens)
     max_batch = client.get_max_batch_size()
 
     def embedder():
@@ -184,10 +180,10 @@ def ingest(
         bar.update(len(batch))
         todo = [p for p in batch if stored_hash.get(p.id) != p.content_hash]
         summary.unchanged += len(batch) - len(todo)
-        todo = [p for p in todo if _chunkable(p, count_tokens, settings.chunk_size, summary)]
+        todo = [p for p in todo if _chunkable(p, tools.count_tokens, settings.chunk_size, summary)]
         if not todo:
             continue
-        summary.chunks += _write_batch(todo, splitter, embedder(), chunks_col, papers_col, max_batch)
+        summary.chunks += _write_batch(todo, tools.splitter, embedder(), chunks_col, papers_col, max_batch)
         for paper in todo:
             if paper.id in stored_hash:
                 summary.updated += 1
@@ -198,7 +194,31 @@ def ingest(
     return summary
 
 
+class _ChunkTools:
+    """The tokenizer and splitter, built on first use: re-running on an unchanged corpus never
+    loads the tokenizer nor imports llama-index (most of that command's time)."""
+
+    def __init__(self, settings: Settings, count_tokens: Callable[[str], list[int]] | None) -> None:
+        self._settings = settings
+        if count_tokens is not None:
+            self.count_tokens = count_tokens
+
+    @cached_property
+    def count_tokens(self) -> Callable[[str], list[int]]:
+        from app.embeddings import load_wordpiece_counter
+
+        return load_wordpiece_counter(self._settings)
+
+    @cached_property
+    def splitter(self):  # -> SentenceSplitter
+        from ingest.chunking import make_splitter
+
+        return make_splitter(self.count_tokens, self._settings.chunk_size, self._settings.chunk_overlap)
+
+
 def _chunkable(paper: Paper, count_tokens, chunk_size: int, summary: IngestSummary) -> bool:
+    from ingest.chunking import TitleTooLong, check_title
+
     try:
         check_title(paper, count_tokens, chunk_size)
     except TitleTooLong as exc:
@@ -208,6 +228,8 @@ def _chunkable(paper: Paper, count_tokens, chunk_size: int, summary: IngestSumma
 
 
 def _write_batch(todo: list[Paper], splitter, embed_model, chunks_col, papers_col, max_batch: int) -> int:
+    from ingest.chunking import chunk_paper, embed_text
+
     nodes_by_paper = {paper.id: chunk_paper(paper, splitter) for paper in todo}
     nodes = [node for paper_nodes in nodes_by_paper.values() for node in paper_nodes]
     vectors = embed_model.get_text_embedding_batch([embed_text(n) for n in nodes])
