@@ -50,6 +50,40 @@ def run_wrk(url: str, script: str, connections: int, seconds: int) -> dict:
     return stats
 
 
+def in_process(backend: str, queries: list[str]) -> dict:
+    """Where a search's time goes without HTTP: median ms of the query embedding and of
+    ``Retriever.search`` per mode (every mode also runs the dense query, for the relevance floor)."""
+    import statistics
+    import time
+
+    from app import offline
+
+    offline.configure()
+    from app.embeddings import load_embed_model
+    from app.retrieval import Retriever
+    from app.settings import Settings
+    from app.store import get_collections, make_client
+
+    settings = Settings(embed_backend=backend)
+    model = load_embed_model(settings)
+    retriever = Retriever(settings, model, get_collections(make_client(settings), settings.collection)[0])
+    for query in queries[:5]:
+        retriever.search([query])
+
+    def median_ms(call) -> float:
+        times = []
+        for query in queries:
+            started = time.perf_counter()
+            call(query)
+            times.append((time.perf_counter() - started) * 1000)
+        return round(statistics.median(times), 2)
+
+    out = {"embed_query_ms": median_ms(model.get_query_embedding)}
+    for mode in ("dense", "bm25", "hybrid"):
+        out[f"search_{mode}_ms"] = median_ms(lambda q, m=mode: retriever.search([q], mode=m))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
     parser.add_argument("--seconds", type=int, default=15)
@@ -65,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         script = handle.name
     env = {"PAPERQA_EMBED_BACKEND": args.backend, "PAPERQA_LLM_BACKEND": "extractive"}
     results = []
+    breakdown = None if args.url else in_process(args.backend, [q.question for q in load_questions("dev")])
+    if breakdown:
+        print(breakdown)
     if args.url:
         for c in (1, 8, 32):
             results.append(run_wrk(args.url, script, c, args.seconds))
@@ -77,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(results[-1])
             rss = round(service.rss_mib())
         results.append({"service_rss_mib_after": rss})
-    save(f"search-{args.backend}", {"embed_backend": args.backend, "queries": len(paths), "runs": results},
+    save(f"search-{args.backend}", {"embed_backend": args.backend, "queries": len(paths), "runs": results,
+                                    "in_process_median": breakdown},
          f"{COMMAND} --seconds {args.seconds} --backend {args.backend}")
     return 0
 
