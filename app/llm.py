@@ -105,7 +105,9 @@ class OpenAIBackend:
             max_retries=settings.llm_retries,
         )
         self._gate = _Gate(
-            settings.llm_max_concurrency * 8, settings.llm_queue_size * 8, wait_s=settings.llm_timeout_s / 2
+            settings.llm_max_concurrency * 8,
+            settings.llm_queue_size * 8,
+            wait_s=settings.llm_timeout_s * settings.llm_queue_wait_share,
         )
 
     def _params(self) -> dict[str, Any]:
@@ -203,8 +205,13 @@ class LocalBackend:
             seed=0,
             verbose=False,
         )
-        # At most half the answer deadline in the queue: the other half is for generating.
-        self._gate = _Gate(settings.llm_max_concurrency, settings.llm_queue_size, wait_s=settings.llm_timeout_s / 2)
+        # At most a share of the answer deadline in the queue (PAPERQA_LLM_QUEUE_WAIT_SHARE): the
+        # rest is for generating, which is slow when the CPU is also serving searches.
+        self._gate = _Gate(
+            settings.llm_max_concurrency,
+            settings.llm_queue_size,
+            wait_s=settings.llm_timeout_s * settings.llm_queue_wait_share,
+        )
         # llama.cpp contexts are not thread-safe: one generation at a time per model.
         self._lock = threading.Lock()
 

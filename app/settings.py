@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     llm_retries: int = Field(2, ge=0, le=10)
     llm_max_concurrency: int = Field(1, ge=1)
     llm_queue_size: int = Field(4, ge=0)
+    llm_queue_wait_share: float = Field(0.25, gt=0, lt=1)
     prompts_dir: Path = PROJECT_ROOT / "prompts"
 
     # --- HTTP service ----------------------------------------------------------------------

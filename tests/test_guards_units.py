@@ -126,3 +126,12 @@ async def test_llm_gate_refuses_past_its_queue_and_its_wait() -> None:
     await holder
     async with gate.slot():  # free again: nothing leaked
         pass
+
+
+def test_queue_wait_is_a_share_of_the_answer_deadline(settings_factory) -> None:
+    """PAPERQA_LLM_QUEUE_WAIT_SHARE sets how long a request may wait for the model's turn."""
+    from app.llm import OpenAIBackend
+
+    settings = settings_factory(llm_timeout_s=8.0, llm_queue_wait_share=0.25,
+                                openai_base_url="http://127.0.0.1:9/v1", llm_backend="openai")
+    assert OpenAIBackend(settings)._gate._wait_s == pytest.approx(2.0)
