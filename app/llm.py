@@ -107,7 +107,7 @@ class OpenAIBackend:
         self._gate = _Gate(
             settings.llm_max_concurrency * 8,
             settings.llm_queue_size * 8,
-            wait_s=settings.llm_timeout_s * settings.llm_queue_wait_share,
+            wait_s=settings.llm_queue_wait_s,
         )
 
     def _params(self) -> dict[str, Any]:
@@ -210,7 +210,7 @@ class LocalBackend:
         self._gate = _Gate(
             settings.llm_max_concurrency,
             settings.llm_queue_size,
-            wait_s=settings.llm_timeout_s * settings.llm_queue_wait_share,
+            wait_s=settings.llm_queue_wait_s,
         )
         # llama.cpp contexts are not thread-safe: one generation at a time per model.
         self._lock = threading.Lock()

@@ -131,5 +131,10 @@ class Settings(BaseSettings):
         return "openai" if (self.openai_base_url or self.openai_api_key) else "local"
 
     @property
+    def llm_queue_wait_s(self) -> float:
+        """How long a request may wait for the model's turn (a share of its answer deadline)."""
+        return self.llm_timeout_s * self.llm_queue_wait_share
+
+    @property
     def uses_chroma_server(self) -> bool:
         return bool(self.chroma_host)

@@ -39,12 +39,9 @@ COMMAND = "python -m bench.scale"
 def synthetic_corpus(path: Path, n: int, seed: int = 7) -> Path:
     """``n`` papers: each abstract a shuffle of sentences from 2-3 real abstracts, a new title."""
     from app.extractive import split_sentences
-    from ingest.parsers import corpus_files, read_file
-    from ingest.pipeline import IngestSummary, dedupe
+    from bench.ingest import bundled_papers
 
-    settings = Settings(_env_file=None)
-    records = (r for p in corpus_files(settings.corpus_paths) for r in read_file(p))
-    papers = list(dedupe(records, IngestSummary()))
+    papers = bundled_papers(Settings(_env_file=None))
     sentences = [split_sentences(p.abstract) for p in papers]
     title_words = [w for p in papers for w in p.title.replace(":", " ").split() if len(w) > 3]
     rng = random.Random(seed)
@@ -71,12 +68,10 @@ def sentence_mean_model(settings: Settings):
 
     from app.embeddings import load_embed_model
     from app.extractive import split_sentences
-    from ingest.parsers import corpus_files, read_file
-    from ingest.pipeline import IngestSummary, dedupe
+    from bench.ingest import bundled_papers
 
     real = load_embed_model(settings)
-    records = (r for p in corpus_files(settings.corpus_paths) for r in read_file(p))
-    sentences = sorted({s for p in dedupe(records, IngestSummary()) for s in split_sentences(p.abstract)})
+    sentences = sorted({s for p in bundled_papers(settings) for s in split_sentences(p.abstract)})
     cache = dict(zip(sentences, np.asarray(real.get_text_embedding_batch(sentences)), strict=True))
 
     class SentenceMean(BaseEmbedding):
