@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.citations import CitationStream, finalize
-from app.extractive import extractive_answer
+from app.extractive import extractive_answer, terms
 from app.llm import ChatBackend, LLMBusy, LLMError, Message, Usage
 from app.prompts import Prompts
 from app.retrieval import PaperHit, RetrievalResult, Retriever
@@ -176,6 +176,21 @@ def standalone_queries(messages: Sequence[Message]) -> list[str]:
     return [question, f"{earlier[-1]} {question}"]
 
 
+def query_weights(queries: Sequence[str], raw_weight: float, full_weight_terms: int) -> list[float]:
+    """Fusion weights of ``standalone_queries``: alone, the question counts fully; in a follow-up
+    its raw text counts ``raw_weight``, scaled down when it says little by itself.
+
+    A vague follow-up ("What does it mask?": one content word) leans on its context: with fewer
+    than ``full_weight_terms`` content words its raw rankings count proportionally less, so they
+    cannot outvote the standalone question that names the topic.
+    """
+    if len(queries) == 1:
+        return [1.0]
+    own = len(terms(queries[0]))
+    share = 1.0 if full_weight_terms <= 0 else min(1.0, own / full_weight_terms)
+    return [raw_weight * share] + [1.0] * (len(queries) - 1)
+
+
 def render_history(messages: Sequence[Message]) -> str:
     return "\n".join(
         f"{m['role']}: {m['content'][:HISTORY_CHARS]}" for m in messages if m["role"] != "system"
@@ -257,9 +272,9 @@ class Answerer:
 
     def query_weights(self, queries: Sequence[str]) -> list[float]:
         """The raw question counts fully alone; beside its standalone form, it counts less."""
-        if len(queries) == 1:
-            return [1.0]
-        return [self.settings.followup_raw_weight] + [1.0] * (len(queries) - 1)
+        return query_weights(
+            queries, self.settings.followup_raw_weight, self.settings.followup_full_weight_terms
+        )
 
     async def retrieve(
         self, queries: Sequence[str], mode: RetrievalMode | None, top_k: int | None

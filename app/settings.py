@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     collection: str = "papers"
     store_timeout_s: float = Field(10.0, gt=0)
     store_retry_s: float = Field(5.0, gt=0)
+    hnsw_ef_search: int = Field(300, ge=10, le=5000)
 
     # --- embeddings and chunking -----------------------------------------------------------
     embed_model_path: str = ""
@@ -57,6 +58,7 @@ class Settings(BaseSettings):
     relevance_floor: float = 0.397
     condense_mode: Literal["llm", "concat", "off"] = "concat"
     followup_raw_weight: float = Field(0.5, ge=0.0, le=1.0)
+    followup_full_weight_terms: int = Field(4, ge=0, le=50)
     index_refresh_s: float = Field(30.0, ge=0)
 
     # --- answering -------------------------------------------------------------------------

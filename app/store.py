@@ -148,6 +148,17 @@ def get_collections(client, name: str, create_with: dict[str, Any] | None = None
     return chunks, papers
 
 
+def apply_search_config(chunks, settings: Settings) -> None:
+    """Give the chunk collection's HNSW index the configured search breadth (``ef_search``).
+
+    Chroma's collections made from metadata report ``ef_search`` 100 yet searched far narrower
+    until it was set explicitly: on the bundled corpus, the dense side missed the true nearest
+    chunk of one dev question in 110 (docs/evaluation.md, "Dense recall"). Setting it is cheap and
+    takes effect for every client that opens the collection afterwards. Called by ingestion.
+    """
+    chunks.modify(configuration={"hnsw": {"ef_search": settings.hnsw_ef_search}})
+
+
 def delete_collections(client, name: str) -> None:
     for collection in (name, name + PAPERS_SUFFIX):
         try:

@@ -18,7 +18,44 @@ RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 WORK_DIR = PROJECT_ROOT / "var" / "bench"
 
 
+# CPU features that change what the int8 (ONNX Runtime) and llama.cpp kernels compute.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """The relevant flags this CPU reports (Linux ``/proc/cpuinfo``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in CPU_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
+def onnxruntime_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onnxruntime")
+    except PackageNotFoundError:
+        return None
+
+
+def describe_machine(info: dict[str, Any]) -> str:
+    """One line for a report: CPU, its int8-relevant flags, ONNX Runtime, embedding backend."""
+    flags = info.get("cpu_flags")
+    flag_text = ", ".join(flags) if flags else ("none of " + "/".join(CPU_FLAGS) if flags == [] else "not recorded")
+    return (
+        f"CPU {info.get('cpu') or 'unknown'} (flags: {flag_text}); ONNX Runtime "
+        f"{info.get('onnxruntime') or 'not recorded'}; embedding backend {info.get('embed_backend') or 'not recorded'}"
+    )
+
+
 def machine() -> dict[str, Any]:
+    from app.settings import Settings
+
     mem_kib = 0
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -38,6 +75,9 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "cpu": cpu,
+        "cpu_flags": cpu_flags(),
+        "onnxruntime": onnxruntime_version(),
+        "embed_backend": Settings().embed_backend,
         "python": platform.python_version(),
         "load_average_at_start": os.getloadavg()[0],
     }

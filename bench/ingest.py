@@ -40,7 +40,7 @@ def bundled_papers(settings: Settings):
 
 def retrieval_quality(settings: Settings, embed_model) -> dict[str, float]:
     """hit@5 and MRR@10 on the answerable dev questions, through the service's retriever."""
-    from app.answer import standalone_queries
+    from app.answer import query_weights, standalone_queries
     from app.retrieval import Retriever
     from app.store import get_collections, make_client
     from eval.metrics import hit_at_k, mrr_at_k
@@ -53,7 +53,7 @@ def retrieval_quality(settings: Settings, embed_model) -> dict[str, float]:
         if not question.answerable:
             continue
         queries = standalone_queries(question.messages)
-        weights = [settings.followup_raw_weight, 1.0] if len(queries) == 2 else None
+        weights = query_weights(queries, settings.followup_raw_weight, settings.followup_full_weight_terms)
         ranked = [h.title for h in retriever.search(queries, top_k=10, weights=weights).hits]
         hits.append(hit_at_k(ranked, question.gold_titles, 5))
         mrrs.append(mrr_at_k(ranked, question.gold_titles, 10))

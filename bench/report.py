@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app.settings import PROJECT_ROOT
-from bench.common import RESULTS_DIR
+from bench.common import RESULTS_DIR, describe_machine
 
 DOC = PROJECT_ROOT / "docs" / "performance.md"
 NOTES = PROJECT_ROOT / "bench" / "notes.md"
@@ -27,7 +27,8 @@ def provenance(result: dict[str, Any]) -> str:
     m = result["machine"]
     return (
         f"Command: `{result['command']}` — measured {result['measured_at']} on {m['cores']} cores, "
-        f"{m['memory_gib']} GiB ({m['cpu']}), load average {m['load_average_at_start']:.1f} at start."
+        f"{m['memory_gib']} GiB, load average {m['load_average_at_start']:.1f} at start. "
+        + describe_machine(m) + "."
     )
 
 

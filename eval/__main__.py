@@ -222,6 +222,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
         "default": config_record(default_config()),
         "timing_s": suite.total_timing(),
         "load_averages": suite.loads,
+        "dense_recall": suite.dense_recall,
     }
     rp.write_run(out, summaries, "Evaluation run", extra=extra)
     args.docs.mkdir(parents=True, exist_ok=True)

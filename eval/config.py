@@ -8,6 +8,7 @@ Spec: tokens joined by ``:`` (any order; unspecified fields keep the application
     local | extractive | openai    answer backend
     f0.3                           relevance floor
     cond-off | cond-concat | cond-llm   follow-up condensing
+    torch | onnx-int8              embedding path (fp32 sentence-transformers, or int8 ONNX)
     retrieval-only                 skip the answer part
     default                        the application defaults (the same as no token at all)
 
@@ -27,6 +28,7 @@ CondenseMode = Literal["llm", "concat", "off"]
 MODES: tuple[str, ...] = ("bm25", "dense", "hybrid")
 BACKENDS: tuple[str, ...] = ("local", "extractive", "openai")
 CONDENSE: tuple[str, ...] = ("off", "concat", "llm")
+EMBED_BACKENDS: tuple[str, ...] = ("onnx-int8", "torch")
 
 
 class ConfigError(ValueError):
@@ -43,6 +45,7 @@ class Config:
     relevance_floor: float
     condense_mode: CondenseMode
     answers: bool = True
+    embed_backend: str = "onnx-int8"
     label: str = ""  # optional display name; ``name`` stays the canonical spec
 
     @property
@@ -59,6 +62,8 @@ class Config:
             parts.append(f"f{self.relevance_floor:g}")
         if self.condense_mode != base.condense_mode:
             parts.append(f"cond-{self.condense_mode}")
+        if self.embed_backend != base.embed_backend:
+            parts.append(self.embed_backend)
         if not self.answers:
             parts.append("retrieval-only")
         return ":".join(parts)
@@ -66,7 +71,8 @@ class Config:
     @property
     def collection(self) -> str:
         """The evaluation index for this chunking, in the configured Chroma path."""
-        return f"eval_c{self.chunk_size}_o{self.chunk_overlap}"
+        suffix = "" if self.embed_backend == "onnx-int8" else "_" + self.embed_backend.replace("-", "")
+        return f"eval_c{self.chunk_size}_o{self.chunk_overlap}{suffix}"
 
     def settings(self, base: Settings) -> Settings:
         """``base`` (paths, model locations, threads) with this configuration's fields."""
@@ -80,6 +86,7 @@ class Config:
                 "relevance_floor": self.relevance_floor,
                 "condense_mode": self.condense_mode,
                 "llm_backend": self.llm_backend,
+                "embed_backend": self.embed_backend,
             }
         )
 
@@ -111,6 +118,7 @@ def default_config() -> Config:
         llm_backend="local" if backend == "auto" else backend,  # type: ignore[arg-type]
         relevance_floor=float(_field_default("relevance_floor")),  # type: ignore[arg-type]
         condense_mode=_field_default("condense_mode"),  # type: ignore[arg-type]
+        embed_backend=str(_field_default("embed_backend")),
     )
 
 
@@ -119,6 +127,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"retrieval mode {config.retrieval_mode!r}: expected one of {MODES}")
     if config.llm_backend not in BACKENDS:
         raise ConfigError(f"backend {config.llm_backend!r}: expected one of {BACKENDS}")
+    if config.embed_backend not in EMBED_BACKENDS:
+        raise ConfigError(f"embedding backend {config.embed_backend!r}: expected one of {EMBED_BACKENDS}")
     if config.condense_mode not in CONDENSE:
         raise ConfigError(f"condense mode {config.condense_mode!r}: expected one of {CONDENSE}")
     low, high = _bounds("chunk_size", 1, EMBED_WINDOW - 2)
@@ -142,6 +152,8 @@ def parse_config(spec: str) -> Config:
         try:
             if token in MODES:
                 changes["retrieval_mode"] = token
+            elif token in EMBED_BACKENDS:
+                changes["embed_backend"] = token
             elif token in BACKENDS:
                 changes["llm_backend"] = token
             elif token.startswith("cond-") and token[5:] in CONDENSE:
@@ -161,6 +173,6 @@ def parse_config(spec: str) -> Config:
         except ValueError:
             raise ConfigError(
                 f"config {spec!r}: cannot read {raw!r} (expected e.g. hybrid, c200, o32, k5, "
-                "local|extractive|openai, f0.3, cond-off|cond-concat|cond-llm, retrieval-only)"
+                "local|extractive|openai, f0.3, cond-off|cond-concat|cond-llm, torch|onnx-int8, retrieval-only)"
             ) from None
     return config.with_(**changes)

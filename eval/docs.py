@@ -184,6 +184,22 @@ def caveats(dev: Sequence[Question], loads: Sequence[float], noisy: bool,
     return "\n".join(lines)
 
 
+def dense_recall_note(recall: Mapping[str, Any]) -> str:
+    if not recall:
+        return "Not measured in this run."
+    return (
+        f"Chroma searches an HNSW graph, an approximate index. Over the {recall['questions']} dev and "
+        f"test questions, the exact top {recall['depth']} chunks (brute force over all "
+        f"{recall['chunks']} stored vectors) were found among the {recall['candidates']} chunks the "
+        f"dense side fetches with a share of **{recall['recall']:.4f}**, and the single nearest chunk "
+        f"in {recall['nearest_found']} of {recall['questions']} (HNSW `ef_search` "
+        f"{recall['ef_search']}, `PAPERQA_HNSW_EF_SEARCH`). Before `ef_search` was set explicitly "
+        "the collection searched much narrower than the 100 it reports: the dense side missed the "
+        "nearest chunk of a dev keyword question entirely, which moved that question's paper from "
+        "rank 1 to rank 6 in hybrid retrieval on one build of the index and not on another."
+    )
+
+
 def render(suite: Suite, result: Mapping[str, Any], run_dir_name: str, dev: Sequence[Question],
            test: Sequence[Question]) -> str:
     d = default_config()
@@ -293,6 +309,19 @@ def render(suite: Suite, result: Mapping[str, Any], run_dir_name: str, dev: Sequ
         calibration_section(result["calibration"], d.relevance_floor), "",
         floor_sweep(suite, result["local_default"],
                     [*SWEEP_FLOORS, result["calibration"]["floor"], d.relevance_floor]), "",
+        "### Dense recall of the vector index", "",
+        dense_recall_note(suite.dense_recall), "",
+        "### Embedding path: int8 (ONNX) against fp32 (torch)", "",
+        "The shipped embedder runs MiniLM with int8 weights on ONNX Runtime, whose int8 kernels "
+        "differ between CPUs (with or without AVX-512 VNNI), so the vectors, and ranks at the "
+        "margin, differ slightly from one machine to another. The fp32 torch path is the reference. "
+        "The same dev questions, retrieval only, on this machine "
+        f"({machine_note()}):", "",
+        rp.retrieval_comparison([s("dev", c) for c in result.get("embed_paths", [])]), "",
+        "A difference of one question moves MRR@10 by up to "
+        f"{1 / max(sum(q.answerable for q in dev), 1):.3f}; differences of that size between "
+        "two machines, or between the two paths, are what int8 kernels do, not a change in quality. "
+        "The tests assert what holds on any x86-64 CPU (docs/reliability.md, \"Tests and the CPU\").", "",
         "## Dev: answers", "",
         "Extractive answers for the comparisons, the local LLM for the shipped config "
         f"(`{result['local_default'].name}`, labelled *default (shipped)*). Refusal accuracy is over "

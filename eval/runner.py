@@ -85,7 +85,8 @@ class Runner:
         self.api_key = api_key
         self.judge = judge
         self.log = log
-        self._embed_model = embed_model
+        # One embedding model per embedding path (int8 ONNX, fp32 torch), loaded on first use.
+        self._embed_models: dict[str, Any] = {base.embed_backend: embed_model} if embed_model else {}
         self._services: dict[str, Any] = {}
         self._backends: dict[str, Any] = {}
         self._titles: dict[str, str] | None = None
@@ -93,11 +94,17 @@ class Runner:
     # --- shared resources ----------------------------------------------------------------------
     @property
     def embed_model(self):
-        if self._embed_model is None:
+        """The embedding model of the base settings' embedding path."""
+        return self.embed_model_for(self.base.embed_backend)
+
+    def embed_model_for(self, backend: str):
+        if backend not in self._embed_models:
             from app.embeddings import load_embed_model
 
-            self._embed_model = load_embed_model(self.base)
-        return self._embed_model
+            self._embed_models[backend] = load_embed_model(
+                self.base.model_copy(update={"embed_backend": backend})
+            )
+        return self._embed_models[backend]
 
     @property
     def titles(self) -> dict[str, str]:
@@ -114,19 +121,20 @@ class Runner:
             from ingest.pipeline import IngestError, ingest
 
             settings = config.settings(self.base)
+            embed_model = self.embed_model_for(config.embed_backend)
             started = time.perf_counter()
             try:
-                summary = ingest(settings, embed_model=self.embed_model, progress=self.progress)
+                summary = ingest(settings, embed_model=embed_model, progress=self.progress)
             except IngestError as exc:
                 # Built with another embedder or chunking: it is the evaluation's own collection,
                 # so rebuild it rather than compare vectors of two models.
                 self.log(f"[eval] rebuilding {key}: {exc}")
-                summary = ingest(settings, embed_model=self.embed_model, progress=self.progress, reset=True)
+                summary = ingest(settings, embed_model=embed_model, progress=self.progress, reset=True)
             if summary.new or summary.updated:
                 self.log(f"[eval] indexed {key}: {summary.render().splitlines()[0]}")
             else:
                 self.log(f"[eval] index {key} up to date ({time.perf_counter() - started:.1f} s)")
-            services = build_services(settings, embed_model=self.embed_model, backend=None, load_llm=False)
+            services = build_services(settings, embed_model=embed_model, backend=None, load_llm=False)
             for mode in ("dense", "bm25", "hybrid"):  # warm caches so the first timed search is fair
                 services.retriever.search(["warm-up query about transformers"], mode, top_k=RANK_DEPTH)
             self._services[key] = services

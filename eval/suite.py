@@ -90,6 +90,7 @@ class Suite:
         self.timing: dict[str, float] = {}
         self.earlier_timing: dict[str, float] = {}  # of the run folder resumed, if any
         self.ran = 0  # configs run in this pass
+        self.dense_recall: dict[str, Any] = {}
 
     async def _run(self, configs: Sequence[Config], questions: Sequence[Question], set_name: str) -> None:
         todo = list({c.name: c for c in configs if (set_name, c.name) not in self.rows}.values())
@@ -157,8 +158,15 @@ class Suite:
                             llm_backend=self.local_backend if c == "llm" else "extractive",
                             label=f"{d.retrieval_mode}:c{d.chunk_size}:cond-{c}")
                     for c in ("off", "concat", "llm")]
+        # The other embedding path (fp32 torch vs the shipped int8 ONNX), retrieval only: how much
+        # the numbers move between the two on this machine, i.e. what a CPU difference can mean.
+        other = "torch" if d.embed_backend != "torch" else "onnx-int8"
+        embed_paths = [d.with_(retrieval_mode=mode, answers=False, embed_backend=backend)
+                       for backend in (d.embed_backend, other) for mode in ("bm25", "dense", "hybrid")]
         await self._run(grid, self.dev, "dev")
         await self._run(condense, self.dev, "dev")
+        await self._run(embed_paths, self.dev, "dev")
+        self.dense_recall = dense_recall(self.runner, d, [*self.dev, *self.test])
         self.timing["dev grid"] = time.perf_counter() - started
 
         # 3. Rules, in order: mode + chunk size, condensing, floor, then top_k (needs a k sweep).
@@ -193,6 +201,7 @@ class Suite:
         reasons = self._reasons(grid, condense, calibration, rec_k, recommended, local_default)
         return {
             "grid": grid, "condense": condense, "answer_configs": answer_configs,
+            "embed_paths": embed_paths,
             "local_default": local_default, "calibration": calibration,
             "recommended": Recommendation(recommended, reasons), "rec_k": rec_k,
         }
@@ -368,8 +377,36 @@ class Suite:
         return reasons
 
 
+def dense_recall(runner: Runner, config: Config, questions: Sequence[Question], depth: int = 10) -> dict[str, Any]:
+    """How close Chroma's HNSW search is to an exact one: the share of each question's exact top
+    ``depth`` chunks (brute force over every stored vector) found among the chunks the dense side
+    fetches (``candidate_k``), over the raw questions. Reads vectors only; no metric depends on it.
+    """
+    import numpy as np
+
+    services = runner.services(config)
+    settings = config.settings(runner.base)
+    stored = services.chunks.get(include=["embeddings"])
+    ids, vectors = np.array(stored["ids"]), np.array(stored["embeddings"])
+    embed = runner.embed_model_for(config.embed_backend)
+    queries = [embed.get_query_embedding(q.question) for q in questions]
+    found = services.chunks.query(query_embeddings=queries, n_results=settings.candidate_k, include=[])["ids"]
+    shares, first = [], 0
+    for query, hnsw in zip(queries, found, strict=True):
+        exact = ids[np.argsort(-(vectors @ np.asarray(query)))[:depth]]
+        shares.append(len(set(exact) & set(hnsw)) / len(exact))
+        first += exact[0] in hnsw
+    return {"questions": len(queries), "depth": depth, "candidates": settings.candidate_k,
+            "recall": sum(shares) / len(shares) if shares else None, "nearest_found": first,
+            "ef_search": settings.hnsw_ef_search, "chunks": len(ids)}
+
+
 def machine_note() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    """Where the numbers come from: int8 embeddings differ slightly between CPUs (VNNI or not)."""
+    from bench.common import describe_machine, machine
+
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+            f"{describe_machine(machine())}")
 
 
 def now_stamp() -> str:

@@ -67,13 +67,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _has_papers(settings: Settings) -> bool:
-    from app.store import get_collections, make_client
+    """True when the index is built; then its search configuration is (re)applied, cheaply."""
+    from app.store import apply_search_config, get_collections, make_client
 
     try:
-        _, papers = get_collections(make_client(settings), settings.collection)
+        chunks, papers = get_collections(make_client(settings), settings.collection)
     except StoreUnavailable:
         return False
-    return papers.count() > 0
+    if papers.count() == 0:
+        return False
+    apply_search_config(chunks, settings)
+    return True
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from app.embeddings import embedding_identity
 from app.settings import Settings
 from app.store import (
     LAYOUT_KEYS,
+    apply_search_config,
     delete_collections,
     get_collections,
     iter_records,
@@ -156,6 +157,7 @@ def ingest(
         client, settings.collection, create_with=layout_metadata(settings, embedding_identity(settings))
     )
     _check_layout(chunks_col, settings)
+    apply_search_config(chunks_col, settings)
 
     stored_hash = {
         rec["id"]: (rec["metadatas"] or {}).get("content_hash")

@@ -122,3 +122,14 @@ def test_rrf_weights_scale_each_list() -> None:
     fused = rrf([["a", "b"], ["b", "a"]], k=60, weights=[0.5, 1.0])
     assert fused["b"] == pytest.approx(0.5 / 62 + 1 / 61)
     assert fused["b"] > fused["a"]
+
+
+def test_query_weights_scale_a_vague_follow_up() -> None:
+    from app.answer import query_weights
+
+    assert query_weights(["what is linformer"], 0.5, 4) == [1.0]
+    # "mask" is the only content word: 1/4 of the raw weight.
+    assert query_weights(["What does it mask?", "Which paper ... What does it mask?"], 0.5, 4) == [0.125, 1.0]
+    long = "Has anyone applied the selective state space model to speech recognition?"
+    assert query_weights([long, "x " + long], 0.5, 4) == [0.5, 1.0]
+    assert query_weights(["What does it mask?", "y"], 0.5, 0) == [0.5, 1.0]  # scaling off
