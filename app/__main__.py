@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
-import uvicorn
+import sys
 
-from app.logs import configure_logging
-from app.main import create_app
-from app.settings import Settings
+from app.core import offline
+from app.core.errors import run_cli
+from app.core.settings import load_settings
 
 
-def main() -> None:
-    settings = Settings()
+def serve() -> int:
+    import uvicorn
+
+    from app.http.app import create_app
+    from app.http.logs import configure_logging
+
+    settings = load_settings()
     configure_logging(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        access_log=False,  # app.access logs each request, with its id and route
+        access_log=False,  # app.http.middleware.request_log logs each request, with its id and route
         # An SSE stream is cut at shutdown after this long rather than holding the process.
         timeout_graceful_shutdown=5,
     )
+    return 0
+
+
+def main() -> int:
+    offline.configure()
+    return run_cli(serve)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

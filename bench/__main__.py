@@ -12,8 +12,11 @@ import sys
 
 # Arguments of each run of a benchmark under ``all`` (default: one run, no arguments).
 RUNS = {
-    "scale": [["--papers", "10000"], ["--papers", "10000", "--server", "--approx-vectors"],
-              ["--papers", "100000", "--approx-vectors"]],
+    "scale": [
+        ["--papers", "10000"],
+        ["--papers", "10000", "--server", "--approx-vectors"],
+        ["--papers", "100000", "--approx-vectors"],
+    ],
 }
 ORDER = ["ingest", "embedder", "startup", "search", "answers", "concurrency", "scale"]
 

@@ -12,14 +12,11 @@ import asyncio
 import sys
 import time
 
-from app import offline
-
-offline.configure()
-
-from app.answer import DeltaEvent, DoneEvent  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from bench.common import percentile, save  # noqa: E402
-from eval.questions import load_questions  # noqa: E402
+from app.answering.types import DeltaEvent, DoneEvent
+from app.core import offline
+from app.core.settings import Settings
+from bench.common import percentile, save
+from eval.questions import load_questions
 
 COMMAND = "python -m bench.answers"
 VARIANTS = {
@@ -31,13 +28,13 @@ VARIANTS = {
 }
 
 
-async def measure(answerer, questions) -> dict:
+async def measure(engine, questions) -> dict:
     first, total, rates, prompt_tokens, completion_tokens = [], [], [], [], []
     for question in questions:
         started = time.perf_counter()
         first_at = None
         result = None
-        async for event in answerer.events(question.messages):
+        async for event in engine.events(question.messages):
             if isinstance(event, DeltaEvent) and first_at is None:
                 first_at = time.perf_counter() - started
             elif isinstance(event, DoneEvent):
@@ -49,14 +46,20 @@ async def measure(answerer, questions) -> dict:
         if first_at is not None:
             first.append(first_at)
         generate_s = result.timings.generate_ms / 1000
-        decode_s = generate_s - ((first_at or 0) - result.timings.retrieve_ms / 1000 - result.timings.condense_ms / 1000)
+        decode_s = generate_s - (
+            (first_at or 0) - result.timings.retrieve_ms / 1000 - result.timings.condense_ms / 1000
+        )
         if result.usage.completion_tokens and decode_s > 0:
             rates.append(result.usage.completion_tokens / decode_s)
         prompt_tokens.append(result.usage.prompt_tokens)
         completion_tokens.append(result.usage.completion_tokens)
 
     def summary(values: list[float]) -> dict:
-        return {"p50": round(percentile(values, 50), 2), "p95": round(percentile(values, 95), 2), "n": len(values)}
+        return {
+            "p50": round(percentile(values, 50), 2),
+            "p95": round(percentile(values, 95), 2),
+            "n": len(values),
+        }
 
     return {
         "first_token_s": summary(first),
@@ -68,12 +71,13 @@ async def measure(answerer, questions) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    offline.configure()  # before chromadb / transformers are first imported
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
     parser.add_argument("--questions", type=int, default=20, help="answerable dev questions per variant")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     args = parser.parse_args(argv)
-    from app.embeddings import load_embed_model
-    from app.llm import LocalBackend
+    from app.answering.llm import LocalBackend
+    from app.core.embeddings import load_embed_model
     from app.services import build_services
 
     base = Settings(llm_backend="local", embed_backend="onnx-int8")
@@ -84,11 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = base.model_copy(update=VARIANTS[name])
         backend = LocalBackend(settings)
         services = build_services(settings, embed_model=embed_model, backend=backend)
-        results[name] = {"settings": VARIANTS[name], **asyncio.run(measure(services.answerer, questions))}
+        results[name] = {"settings": VARIANTS[name], **asyncio.run(measure(services.engine, questions))}
         asyncio.run(services.aclose())
         print(name, results[name])
-    save("answers", {"questions": len(questions), "variants": results},
-         f"{COMMAND} --questions {args.questions}")
+    save(
+        "answers",
+        {"questions": len(questions), "variants": results},
+        f"{COMMAND} --questions {args.questions}",
+    )
     return 0
 
 

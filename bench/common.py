@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.settings import PROJECT_ROOT
+from app.core.settings import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 WORK_DIR = PROJECT_ROOT / "var" / "bench"
@@ -46,7 +46,9 @@ def onnxruntime_version() -> str | None:
 def describe_machine(info: dict[str, Any]) -> str:
     """One line for a report: CPU, its int8-relevant flags, ONNX Runtime, embedding backend."""
     flags = info.get("cpu_flags")
-    flag_text = ", ".join(flags) if flags else ("none of " + "/".join(CPU_FLAGS) if flags == [] else "not recorded")
+    flag_text = (
+        ", ".join(flags) if flags else ("none of " + "/".join(CPU_FLAGS) if flags == [] else "not recorded")
+    )
     return (
         f"CPU {info.get('cpu') or 'unknown'} (flags: {flag_text}); ONNX Runtime "
         f"{info.get('onnxruntime') or 'not recorded'}; embedding backend {info.get('embed_backend') or 'not recorded'}"
@@ -54,7 +56,7 @@ def describe_machine(info: dict[str, Any]) -> str:
 
 
 def machine() -> dict[str, Any]:
-    from app.settings import Settings
+    from app.core.settings import Settings
 
     mem_kib = 0
     try:

@@ -16,7 +16,7 @@ import time
 import httpx
 
 from bench.common import percentile, save
-from bench.server import ServiceProcess
+from bench.processes import service as service_process
 from eval.questions import load_questions
 
 COMMAND = "python -m bench.concurrency"
@@ -59,9 +59,16 @@ async def run(url: str, chats: int, baseline_s: float) -> dict:
         "chats_sent_at_once": chats,
         "chat_status_counts": {str(c): codes.count(c) for c in sorted(set(codes))},
         "chat_seconds_max": round(max(s for _, s in outcomes), 1),
-        "search_idle": {"n": len(idle), "p50_ms": round(percentile(idle, 50), 1), "p95_ms": round(percentile(idle, 95), 1)},
-        "search_during_chats": {"n": len(busy), "p50_ms": round(percentile(busy, 50), 1),
-                                "p95_ms": round(percentile(busy, 95), 1)},
+        "search_idle": {
+            "n": len(idle),
+            "p50_ms": round(percentile(idle, 50), 1),
+            "p95_ms": round(percentile(idle, 95), 1),
+        },
+        "search_during_chats": {
+            "n": len(busy),
+            "p50_ms": round(percentile(busy, 50), 1),
+            "p95_ms": round(percentile(busy, 95), 1),
+        },
     }
 
 
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-seconds", type=float, default=10)
     args = parser.parse_args(argv)
     env = {"PAPERQA_LLM_BACKEND": "local"}
-    with ServiceProcess(env) as service:
+    with service_process(env) as service:
         result = asyncio.run(run(service.url, args.chats, args.baseline_seconds))
     print(result)
     save("concurrency", result, f"{COMMAND} --chats {args.chats}")

@@ -13,14 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from app import offline
+import numpy as np
 
-offline.configure()
-
-import numpy as np  # noqa: E402
-
-from app.settings import Settings  # noqa: E402
-from bench.common import WORK_DIR, save  # noqa: E402
+from app.core import offline
+from app.core.settings import Settings
+from bench.common import WORK_DIR, save
 
 COMMAND = "python -m bench.embedder"
 # (name, backend, onnx export attention path, batch size)
@@ -36,21 +33,24 @@ VARIANTS = [
 
 
 def model_for(settings: Settings, backend: str, attention: str, batch: int):
-    from app.embeddings import embed_model_path, load_embed_model
-    from app.onnx_embed import OnnxMiniLM, export_int8
+    from app.core.embeddings import embed_model_path, load_embed_model
+    from app.core.onnx_embed import OnnxMiniLM, export_int8
 
     if backend == "torch":
-        return load_embed_model(settings.model_copy(update={"embed_backend": "torch", "embed_batch_size": batch}))
+        return load_embed_model(
+            settings.model_copy(update={"embed_backend": "torch", "embed_batch_size": batch})
+        )
     path = embed_model_path(settings)
     onnx_path = export_int8(Path(path), settings.model_cache_dir, attention=attention)
     return OnnxMiniLM(model_dir=path, onnx_path=str(onnx_path), onnx_batch_size=batch, embed_batch_size=2048)
 
 
 def main(argv: list[str] | None = None) -> int:
+    offline.configure()  # before chromadb / transformers are first imported
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
     parser.add_argument("--variants", nargs="*", help="names to run (default: all)")
     args = parser.parse_args(argv)
-    from app.embeddings import load_wordpiece_counter
+    from app.core.embeddings import load_wordpiece_counter
     from bench.ingest import bundled_papers
     from ingest.chunking import chunk_paper, embed_text, make_splitter
 
@@ -69,19 +69,24 @@ def main(argv: list[str] | None = None) -> int:
     # the write does not depend on their values).
     import chromadb
 
-    from app.store import _chroma_settings
+    from app.core.store import chroma_settings
 
     store = WORK_DIR / "embedder-write"
     import shutil
 
     shutil.rmtree(store, ignore_errors=True)
-    client = chromadb.PersistentClient(path=str(store), settings=_chroma_settings())
-    collection = client.get_or_create_collection("write-bench", embedding_function=None, metadata={"hnsw:space": "cosine"})
+    client = chromadb.PersistentClient(path=str(store), settings=chroma_settings())
+    collection = client.get_or_create_collection(
+        "write-bench", embedding_function=None, metadata={"hnsw:space": "cosine"}
+    )
     vectors = np.random.default_rng(0).standard_normal((len(texts), 384)).astype(np.float32)
     t = time.perf_counter()
     for start in range(0, len(texts), 256):
-        collection.upsert(ids=[n.id_ for n in nodes[start:start + 256]], documents=texts[start:start + 256],
-                          embeddings=vectors[start:start + 256])
+        collection.upsert(
+            ids=[n.id_ for n in nodes[start : start + 256]],
+            documents=texts[start : start + 256],
+            embeddings=vectors[start : start + 256],
+        )
     write_s = time.perf_counter() - t
     reference = None
     rows = []
@@ -96,16 +101,26 @@ def main(argv: list[str] | None = None) -> int:
         if reference is None and backend == "torch":
             reference = vectors[:300]
         cos = (vectors[:300] * reference).sum(axis=1) if reference is not None else None
-        row = {"variant": name, "seconds": round(seconds, 2), "wordpieces_per_s": round(wordpieces / seconds),
-               "cos_to_torch_mean": None if cos is None else round(float(cos.mean()), 4),
-               "cos_to_torch_min": None if cos is None else round(float(cos.min()), 4)}
+        row = {
+            "variant": name,
+            "seconds": round(seconds, 2),
+            "wordpieces_per_s": round(wordpieces / seconds),
+            "cos_to_torch_mean": None if cos is None else round(float(cos.mean()), 4),
+            "cos_to_torch_min": None if cos is None else round(float(cos.min()), 4),
+        }
         print(row, flush=True)
         rows.append(row)
         del model
 
-    result = {"chunks": len(texts), "wordpieces": wordpieces, "chunk_size": settings.chunk_size,
-              "chunk_overlap": settings.chunk_overlap, "chunking_s": round(chunking_s, 2),
-              "chroma_write_s": round(write_s, 2), "variants": rows}
+    result = {
+        "chunks": len(texts),
+        "wordpieces": wordpieces,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "chunking_s": round(chunking_s, 2),
+        "chroma_write_s": round(write_s, 2),
+        "variants": rows,
+    }
     save("embedder", result, COMMAND)
     return 0
 

@@ -18,12 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from app import offline
-
-offline.configure()
-
-from app.settings import EMBED_WINDOW, Settings  # noqa: E402
-from bench.common import WORK_DIR, peak_rss_mib, run_json, save  # noqa: E402
+from app.core import offline
+from app.core.settings import EMBED_WINDOW, Settings
+from bench.common import WORK_DIR, peak_rss_mib, run_json, save
 
 VARIANTS = ("plain", "ours-torch", "ours-onnx-int8")
 COMMAND = "python -m bench.ingest"
@@ -40,14 +37,14 @@ def bundled_papers(settings: Settings):
 
 def retrieval_quality(settings: Settings, embed_model) -> dict[str, float]:
     """hit@5 and MRR@10 on the answerable dev questions, through the service's retriever."""
-    from app.answer import query_weights, standalone_queries
-    from app.retrieval import Retriever
-    from app.store import get_collections, make_client
+    from app.core.store import get_collections, make_client
+    from app.retrieval.queries import query_weights, standalone_queries
+    from app.retrieval.search import PaperRetriever
     from eval.metrics import hit_at_k, mrr_at_k
     from eval.questions import load_questions
 
     chunks, _ = get_collections(make_client(settings), settings.collection)
-    retriever = Retriever(settings, embed_model, chunks)
+    retriever = PaperRetriever(settings, embed_model, chunks)
     hits, mrrs = [], []
     for question in load_questions("dev"):
         if not question.answerable:
@@ -57,23 +54,27 @@ def retrieval_quality(settings: Settings, embed_model) -> dict[str, float]:
         ranked = [h.title for h in retriever.search(queries, top_k=10, weights=weights).hits]
         hits.append(hit_at_k(ranked, question.gold_titles, 5))
         mrrs.append(mrr_at_k(ranked, question.gold_titles, 10))
-    return {"dev_hit@5": sum(hits) / len(hits), "dev_mrr@10": sum(mrrs) / len(mrrs), "dev_questions": len(hits)}
+    return {
+        "dev_hit@5": sum(hits) / len(hits),
+        "dev_mrr@10": sum(mrrs) / len(mrrs),
+        "dev_questions": len(hits),
+    }
 
 
 def worker(variant: str, store: Path) -> dict:
     """One variant in this process; prints one JSON line."""
     backend = "onnx-int8" if variant == "ours-onnx-int8" else "torch"  # set both: defaults change
     settings = Settings(_env_file=None, chroma_path=store, collection="bench", embed_backend=backend)
-    from app.embeddings import load_embed_model, load_wordpiece_counter
-
     import chromadb  # noqa: F401  (imported before the clock for every variant)
+
+    from app.core.embeddings import load_embed_model, load_wordpiece_counter
 
     t = time.perf_counter()
     if variant == "plain":
         # LlamaIndex's defaults: what a user gets from the docs (batch size 10, the model's window).
         from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-        from app.embeddings import embed_model_path
+        from app.core.embeddings import embed_model_path
 
         embed_model = HuggingFaceEmbedding(model_name=embed_model_path(settings), device="cpu")
     else:
@@ -86,21 +87,26 @@ def worker(variant: str, store: Path) -> dict:
         from llama_index.core import Document, StorageContext, VectorStoreIndex
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
-        from app.store import _chroma_settings
+        from app.core.store import chroma_settings
 
-        client = chromadb.PersistentClient(path=str(store), settings=_chroma_settings())
+        client = chromadb.PersistentClient(path=str(store), settings=chroma_settings())
         collection = client.get_or_create_collection("plain", embedding_function=None)
         documents = [Document(text=f"{p.title}\n{p.abstract}", metadata={"title": p.title}) for p in papers]
         t = time.perf_counter()
         VectorStoreIndex.from_documents(
             documents,
-            storage_context=StorageContext.from_defaults(vector_store=ChromaVectorStore(chroma_collection=collection)),
+            storage_context=StorageContext.from_defaults(
+                vector_store=ChromaVectorStore(chroma_collection=collection)
+            ),
             embed_model=embed_model,
         )
         seconds = time.perf_counter() - t
         # What the plain pipeline embedded: its node texts (title inside) plus "title: ..." metadata.
         got = collection.get(include=["documents", "metadatas"])
-        texts = [f"title: {m.get('title', '')}\n\n{d}" for d, m in zip(got["documents"], got["metadatas"], strict=True)]
+        texts = [
+            f"title: {m.get('title', '')}\n\n{d}"
+            for d, m in zip(got["documents"], got["metadatas"], strict=True)
+        ]
         chunks = len(texts)
         over = sum(1 for text in texts if len(count_tokens(text)) + 2 > EMBED_WINDOW)
         quality: dict[str, float] = {}
@@ -111,9 +117,11 @@ def worker(variant: str, store: Path) -> dict:
         summary = ingest(settings, progress=False, embed_model=embed_model, count_tokens=count_tokens)
         seconds = time.perf_counter() - t
         chunks = summary.chunks
-        from app.store import get_collections, make_client
+        from app.core.store import get_collections, make_client
 
-        got = get_collections(make_client(settings), settings.collection)[0].get(include=["documents", "metadatas"])
+        got = get_collections(make_client(settings), settings.collection)[0].get(
+            include=["documents", "metadatas"]
+        )
         over = sum(
             1
             for doc, meta in zip(got["documents"], got["metadatas"], strict=True)
@@ -152,6 +160,7 @@ def reingest_worker(store: Path, backend: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    offline.configure()  # before chromadb / transformers are first imported
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
     parser.add_argument("--worker", choices=VARIANTS)
     parser.add_argument("--store", type=Path)

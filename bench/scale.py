@@ -25,20 +25,17 @@ import threading
 import time
 from pathlib import Path
 
-from app import offline
-
-offline.configure()
-
-from app.settings import Settings  # noqa: E402
-from bench.common import WORK_DIR, peak_rss_mib, percentile, save  # noqa: E402
-from bench.server import free_port  # noqa: E402
+from app.core import offline
+from app.core.settings import Settings
+from bench.common import WORK_DIR, peak_rss_mib, percentile, save
+from bench.processes import chroma_server
 
 COMMAND = "python -m bench.scale"
 
 
 def synthetic_corpus(path: Path, n: int, seed: int = 7) -> Path:
     """``n`` papers: each abstract a shuffle of sentences from 2-3 real abstracts, a new title."""
-    from app.extractive import split_sentences
+    from app.answering.extractive import split_sentences
     from bench.ingest import bundled_papers
 
     papers = bundled_papers(Settings(_env_file=None))
@@ -66,8 +63,8 @@ def sentence_mean_model(settings: Settings):
     import numpy as np
     from llama_index.core.base.embeddings.base import BaseEmbedding
 
-    from app.embeddings import load_embed_model
-    from app.extractive import split_sentences
+    from app.answering.extractive import split_sentences
+    from app.core.embeddings import load_embed_model
     from bench.ingest import bundled_papers
 
     real = load_embed_model(settings)
@@ -115,10 +112,14 @@ def approx_ingest_worker(corpus: Path) -> int:
 def ingest_subprocess(corpus: Path, env: dict[str, str], approx: bool = False) -> dict:
     """Run ``python -m ingest`` and sample its RSS every second (memory over the run)."""
     started = time.perf_counter()
-    command = ([sys.executable, "-m", "bench.scale", "--approx-ingest-worker", str(corpus)] if approx
-               else [sys.executable, "-m", "ingest", str(corpus), "--quiet"])
-    process = subprocess.Popen(command,
-                               env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = (
+        [sys.executable, "-m", "bench.scale", "--approx-ingest-worker", str(corpus)]
+        if approx
+        else [sys.executable, "-m", "ingest", str(corpus), "--quiet"]
+    )
+    process = subprocess.Popen(
+        command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     samples: list[tuple[float, float]] = []
 
     def sample() -> None:
@@ -153,14 +154,14 @@ def ingest_subprocess(corpus: Path, env: dict[str, str], approx: bool = False) -
 
 
 def retrieval_latency(settings: Settings, queries: list[str]) -> dict:
-    from app.embeddings import load_embed_model
-    from app.retrieval import Retriever
-    from app.store import get_collections, make_client
+    from app.core.embeddings import load_embed_model
+    from app.core.store import get_collections, make_client
+    from app.retrieval.search import PaperRetriever
 
     embed_model = load_embed_model(settings)
     t = time.perf_counter()
     chunks, papers = get_collections(make_client(settings), settings.collection)
-    retriever = Retriever(settings, embed_model, chunks)
+    retriever = PaperRetriever(settings, embed_model, chunks)
     load_s = time.perf_counter() - t
     for query in queries[:5]:
         retriever.search([query])
@@ -172,50 +173,59 @@ def retrieval_latency(settings: Settings, queries: list[str]) -> dict:
             retriever.search([query], mode=mode)
             times.append((time.perf_counter() - t) * 1000)
         results[mode] = {"p50_ms": round(percentile(times, 50), 1), "p95_ms": round(percentile(times, 95), 1)}
-    return {"retriever_load_s": round(load_s, 1), "chunks": retriever.n_chunks, "papers": papers.count(),
-            "latency": results, "rss_after_mib": round(peak_rss_mib())}
+    return {
+        "retriever_load_s": round(load_s, 1),
+        "chunks": retriever.n_chunks,
+        "papers": papers.count(),
+        "latency": results,
+        "rss_after_mib": round(peak_rss_mib()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
+    offline.configure()  # before chromadb / transformers are first imported
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
     parser.add_argument("--papers", type=int, default=10000)
     parser.add_argument("--server", action="store_true", help="through a chroma run server on 127.0.0.1")
     parser.add_argument("--backend", default="onnx-int8")
-    parser.add_argument("--approx-vectors", action="store_true",
-                        help="chunk vectors from cached sentence vectors (no forward pass per chunk)")
+    parser.add_argument(
+        "--approx-vectors",
+        action="store_true",
+        help="chunk vectors from cached sentence vectors (no forward pass per chunk)",
+    )
     parser.add_argument("--approx-ingest-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.approx_ingest_worker:
         return approx_ingest_worker(args.approx_ingest_worker)
-    name = f"scale-{args.papers}" + ("-server" if args.server else "") + ("-approx" if args.approx_vectors else "")
+    name = (
+        f"scale-{args.papers}"
+        + ("-server" if args.server else "")
+        + ("-approx" if args.approx_vectors else "")
+    )
     work = WORK_DIR / name
     shutil.rmtree(work, ignore_errors=True)
     corpus = synthetic_corpus(work / "corpus.jsonl", args.papers)
     store = work / "chroma"
-    env = {"PAPERQA_COLLECTION": "scale", "PAPERQA_EMBED_BACKEND": args.backend,
-           "PAPERQA_CHROMA_PATH": str(store)}
+    env = {
+        "PAPERQA_COLLECTION": "scale",
+        "PAPERQA_EMBED_BACKEND": args.backend,
+        "PAPERQA_CHROMA_PATH": str(store),
+    }
     server = None
     if args.server:
-        port = free_port()
-        server = subprocess.Popen([str(Path(sys.executable).parent / "chroma"), "run", "--host", "127.0.0.1",
-                                   "--port", str(port), "--path", str(store)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
-        import httpx
-
-        for _ in range(240):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.25)
-        env.update({"PAPERQA_CHROMA_HOST": "127.0.0.1", "PAPERQA_CHROMA_PORT": str(port)})
+        server = chroma_server(store, work / "chroma-server.log").start()
+        env.update({"PAPERQA_CHROMA_HOST": "127.0.0.1", "PAPERQA_CHROMA_PORT": str(server.port)})
     try:
         ingest_stats = ingest_subprocess(corpus, env, approx=args.approx_vectors)
         print(ingest_stats)
-        settings = Settings(_env_file=None, collection="scale", embed_backend=args.backend, chroma_path=store,
-                            chroma_host=env.get("PAPERQA_CHROMA_HOST", ""),
-                            chroma_port=int(env.get("PAPERQA_CHROMA_PORT", "8000")))
+        settings = Settings(
+            _env_file=None,
+            collection="scale",
+            embed_backend=args.backend,
+            chroma_path=store,
+            chroma_host=env.get("PAPERQA_CHROMA_HOST", ""),
+            chroma_port=int(env.get("PAPERQA_CHROMA_PORT", "8000")),
+        )
         from eval.questions import load_questions
 
         queries = [q.question for q in load_questions("dev")] * 2
@@ -223,13 +233,22 @@ def main(argv: list[str] | None = None) -> int:
         print(latency)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
-    save(name, {"papers": args.papers, "store": "server" if args.server else "embedded", "embed_backend": args.backend,
-                "vectors": "sentence-mean approximation" if args.approx_vectors else "embedded",
-                "ingest": ingest_stats, "disk_mib": round(dir_size_mib(store)), "retrieval": latency},
-         f"{COMMAND} --papers {args.papers}" + (" --server" if args.server else "")
-         + (" --approx-vectors" if args.approx_vectors else ""))
+            server.stop()
+    save(
+        name,
+        {
+            "papers": args.papers,
+            "store": "server" if args.server else "embedded",
+            "embed_backend": args.backend,
+            "vectors": "sentence-mean approximation" if args.approx_vectors else "embedded",
+            "ingest": ingest_stats,
+            "disk_mib": round(dir_size_mib(store)),
+            "retrieval": latency,
+        },
+        f"{COMMAND} --papers {args.papers}"
+        + (" --server" if args.server else "")
+        + (" --approx-vectors" if args.approx_vectors else ""),
+    )
     return 0
 
 

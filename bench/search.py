@@ -17,7 +17,7 @@ import tempfile
 import urllib.parse
 
 from bench.common import save
-from bench.server import ServiceProcess
+from bench.processes import service as service_process
 from eval.questions import load_questions
 
 COMMAND = "python -m bench.search"
@@ -41,8 +41,24 @@ end
 def run_wrk(url: str, script: str, connections: int, seconds: int) -> dict:
     threads = min(2, connections)
     out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
-         "-s", script, url], capture_output=True, text=True, check=True).stdout
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            script,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     stats = json.loads(out.split("JSON ", 1)[1].splitlines()[0])
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     stats["requests_per_s"] = float(rps.group(1)) if rps else None
@@ -52,21 +68,23 @@ def run_wrk(url: str, script: str, connections: int, seconds: int) -> dict:
 
 def in_process(backend: str, queries: list[str]) -> dict:
     """Where a search's time goes without HTTP: median ms of the query embedding and of
-    ``Retriever.search`` per mode (every mode also runs the dense query, for the relevance floor)."""
+    ``PaperRetriever.search`` per mode (every mode also runs the dense query, for the relevance floor)."""
     import statistics
     import time
 
-    from app import offline
+    from app.core import offline
 
     offline.configure()
-    from app.embeddings import load_embed_model
-    from app.retrieval import Retriever
-    from app.settings import Settings
-    from app.store import get_collections, make_client
+    from app.core.embeddings import load_embed_model
+    from app.core.settings import Settings
+    from app.core.store import get_collections, make_client
+    from app.retrieval.search import PaperRetriever
 
     settings = Settings(embed_backend=backend)
     model = load_embed_model(settings)
-    retriever = Retriever(settings, model, get_collections(make_client(settings), settings.collection)[0])
+    retriever = PaperRetriever(
+        settings, model, get_collections(make_client(settings), settings.collection)[0]
+    )
     for query in queries[:5]:
         retriever.search([query])
 
@@ -107,16 +125,23 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_wrk(args.url, script, c, args.seconds))
             print(results[-1])
     else:
-        with ServiceProcess(env) as service:
+        with service_process(env) as service:
             run_wrk(service.url, script, 1, 3)  # warm-up
             for c in (1, 8, 32):
                 results.append(run_wrk(service.url, script, c, args.seconds))
                 print(results[-1])
             rss = round(service.rss_mib())
         results.append({"service_rss_mib_after": rss})
-    save(f"search-{args.backend}", {"embed_backend": args.backend, "queries": len(paths), "runs": results,
-                                    "in_process_median": breakdown},
-         f"{COMMAND} --seconds {args.seconds} --backend {args.backend}")
+    save(
+        f"search-{args.backend}",
+        {
+            "embed_backend": args.backend,
+            "queries": len(paths),
+            "runs": results,
+            "in_process_median": breakdown,
+        },
+        f"{COMMAND} --seconds {args.seconds} --backend {args.backend}",
+    )
     return 0
 
 

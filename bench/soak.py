@@ -19,21 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
-from app.settings import PROJECT_ROOT
+from app.core.settings import PROJECT_ROOT
 from bench.common import WORK_DIR, percentile, save
+from bench.processes import service as service_process
 
 HOST = "127.0.0.1"  # loopback only
 QUESTIONS = PROJECT_ROOT / "eval" / "questions" / "dev.jsonl"
@@ -57,56 +55,9 @@ class Tally:
                 self.error_samples.append(f"{route}: {note}"[:300])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def load_questions() -> list[str]:
     lines = QUESTIONS.read_text(encoding="utf-8").splitlines()
     return [json.loads(line)["question"] for line in lines if line.strip()]
-
-
-def start_service(port: int, log_path: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PAPERQA_HOST": HOST,
-        "PAPERQA_PORT": str(port),
-        "PAPERQA_LLM_BACKEND": "local",
-        "PAPERQA_RATE_LIMIT_PER_MINUTE": "0",
-        "PAPERQA_LOG_LEVEL": "WARNING",
-    }
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-
-def wait_ready(base: str, process: subprocess.Popen, log_path: Path) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < READY_TIMEOUT_S:
-        if process.poll() is not None:
-            raise RuntimeError(f"the service exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/health", timeout=5).json().get("ready"):
-                return time.monotonic() - started
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the service was not ready after {READY_TIMEOUT_S:.0f} s")
 
 
 def classify(response: httpx.Response) -> tuple[str, str]:
@@ -121,7 +72,9 @@ def classify(response: httpx.Response) -> tuple[str, str]:
     return "error", f"HTTP {response.status_code}: {detail}"
 
 
-def worker(base: str, deadline: float, questions: list[str], chat_share: float, seed: int, tally: Tally) -> None:
+def worker(
+    base: str, deadline: float, questions: list[str], chat_share: float, seed: int, tally: Tally
+) -> None:
     rng = random.Random(seed)
     with httpx.Client(base_url=base, timeout=REQUEST_TIMEOUT_S) as http:
         while time.monotonic() < deadline:
@@ -148,39 +101,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     questions = load_questions()
-    port = free_port()
-    base = f"http://{HOST}:{port}"
-    log_path = WORK_DIR / "soak-server.log"
     subprocess.run([sys.executable, "-m", "ingest", "--if-missing", "--quiet"], cwd=PROJECT_ROOT, check=True)
-    process = start_service(port, log_path)
-    try:
-        ready_s = wait_ready(base, process, log_path)
+    env = {"PAPERQA_LLM_BACKEND": "local", "PAPERQA_LOG_LEVEL": "WARNING"}
+    server = service_process(env, WORK_DIR / "soak-server.log", timeout_s=READY_TIMEOUT_S)
+    with server:
+        base = server.url
+        ready_s = server.ready_s or 0.0
         print(f"service ready in {ready_s:.1f} s on {base}; {args.workers} workers for {args.duration:.0f} s")
         tally = Tally()
         rss: list[dict[str, float]] = []
         started = time.monotonic()
         deadline = started + args.duration
         threads = [
-            threading.Thread(target=worker, args=(base, deadline, questions, args.chat_share, seed, tally), daemon=True)
+            threading.Thread(
+                target=worker, args=(base, deadline, questions, args.chat_share, seed, tally), daemon=True
+            )
             for seed in range(args.workers)
         ]
         for thread in threads:
             thread.start()
         while time.monotonic() < deadline:
-            rss.append({"t_s": round(time.monotonic() - started, 1), "rss_mib": rss_mib(process.pid)})
+            rss.append({"t_s": round(time.monotonic() - started, 1), "rss_mib": server.rss_mib()})
             time.sleep(min(args.sample_every, max(0.0, deadline - time.monotonic())))
         for thread in threads:
             thread.join(timeout=REQUEST_TIMEOUT_S + 10)
         elapsed = time.monotonic() - started
-        rss.append({"t_s": round(elapsed, 1), "rss_mib": rss_mib(process.pid)})
-        alive = process.poll() is None and httpx.get(f"{base}/health", timeout=10).status_code == 200
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        rss.append({"t_s": round(elapsed, 1), "rss_mib": server.rss_mib()})
+        alive = (
+            server.process is not None
+            and server.process.poll() is None
+            and httpx.get(f"{base}/health", timeout=10).status_code == 200
+        )
 
     routes = {}
     for route, outcomes in sorted(tally.outcomes.items()):
@@ -204,20 +155,33 @@ def main(argv: list[str] | None = None) -> int:
         "busy": sum(r["busy"] for r in routes.values()),
         "routes": routes,
         "error_samples": tally.error_samples,
-        "rss_mib": {"start": samples[0], "end": samples[-1], "max": max(samples),
-                    "growth": round(samples[-1] - samples[0], 1), "samples": rss},
+        "rss_mib": {
+            "start": samples[0],
+            "end": samples[-1],
+            "max": max(samples),
+            "growth": round(samples[-1] - samples[0], 1),
+            "samples": rss,
+        },
         "service_alive_after": alive,
         "service_ready_s": round(ready_s, 1),
     }
-    command = "python -m bench.soak" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(argv or sys.argv[1:]))
+    command = "python -m bench.soak" + (
+        "" if argv is None and len(sys.argv) == 1 else " " + " ".join(argv or sys.argv[1:])
+    )
     save("soak", data, command)
-    print(f"{total} requests in {elapsed:.0f} s ({data['requests_per_s']}/s): errors {data['errors']}, busy {data['busy']}")
+    print(
+        f"{total} requests in {elapsed:.0f} s ({data['requests_per_s']}/s): errors {data['errors']}, busy {data['busy']}"
+    )
     for route, r in routes.items():
         lat = r["latency_ms"]
-        print(f"  {route:12} {r['requests']:6} requests, ok {r['ok']}, busy {r['busy']}, errors {r['errors']}; "
-              f"p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms")
-    print(f"  server RSS {data['rss_mib']['start']:.0f} -> {data['rss_mib']['end']:.0f} MiB "
-          f"(max {data['rss_mib']['max']:.0f}); alive after: {alive}")
+        print(
+            f"  {route:12} {r['requests']:6} requests, ok {r['ok']}, busy {r['busy']}, errors {r['errors']}; "
+            f"p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms"
+        )
+    print(
+        f"  server RSS {data['rss_mib']['start']:.0f} -> {data['rss_mib']['end']:.0f} MiB "
+        f"(max {data['rss_mib']['max']:.0f}); alive after: {alive}"
+    )
     for sample in tally.error_samples[:5]:
         print(f"  error: {sample}")
     return 0 if data["errors"] == 0 and alive else 1

@@ -11,7 +11,7 @@ import statistics
 import sys
 
 from bench.common import save
-from bench.server import ServiceProcess
+from bench.processes import service as service_process
 
 COMMAND = "python -m bench.startup"
 
@@ -25,11 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     for backend in ("onnx-int8",):
         times = []
         for _ in range(args.runs):
-            with ServiceProcess({"PAPERQA_EMBED_BACKEND": backend, "PAPERQA_LLM_BACKEND": "local"}) as service:
+            with service_process(
+                {"PAPERQA_EMBED_BACKEND": backend, "PAPERQA_LLM_BACKEND": "local"}
+            ) as service:
                 times.append(round(service.ready_s or 0.0, 2))
                 rss = round(service.rss_mib())
-        results[backend] = {"ready_s": times, "median_s": statistics.median(times), "max_s": max(times),
-                            "rss_mib_when_ready": rss}
+        results[backend] = {
+            "ready_s": times,
+            "median_s": statistics.median(times),
+            "max_s": max(times),
+            "rss_mib_when_ready": rss,
+        }
         print(backend, results[backend])
     save("startup", {"backends": results}, f"{COMMAND} --runs {args.runs}")
     return 0

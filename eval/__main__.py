@@ -21,16 +21,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from app import offline
-
-offline.configure()  # before chromadb / transformers are imported
-
-from app.settings import PROJECT_ROOT, Settings  # noqa: E402
-from app.store import StoreUnavailable  # noqa: E402
-from ingest.parsers import UnreadableFile  # noqa: E402
-from ingest.pipeline import IngestError  # noqa: E402
-from eval.config import Config, ConfigError, default_config, parse_config  # noqa: E402
-from eval.questions import QuestionSetError, load_questions, select  # noqa: E402
+from app.core import offline
+from app.core.errors import run_cli
+from app.core.settings import PROJECT_ROOT, Settings
+from eval.config import Config, default_config, parse_config
+from eval.questions import load_questions, select
 
 RUNS_DIR = Path(__file__).resolve().parent / "runs"
 DOCS_DIR = PROJECT_ROOT / "docs"
@@ -38,8 +33,9 @@ BUNDLED_CORPUS = PROJECT_ROOT / "data" / "corpus"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser, configs: bool = True) -> None:
@@ -47,22 +43,31 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--ids", nargs="+", help="only these question ids")
         p.add_argument("--types", nargs="+", help="only these question types")
         p.add_argument("--out", type=Path, help="run folder (default: eval/runs/<timestamp>)")
-        p.add_argument("--corpus", type=Path, nargs="+",
-                       help="corpus files/folders (default: the bundled data/corpus, which the "
-                            "question sets are written for)")
+        p.add_argument(
+            "--corpus",
+            type=Path,
+            nargs="+",
+            help="corpus files/folders (default: the bundled data/corpus, which the "
+            "question sets are written for)",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         if configs:
             p.add_argument("--set", default="dev", help="dev, test, or a path to a JSONL set")
 
     retrieval = sub.add_parser("retrieval", help="retrieval-only comparison (no LLM)")
     common(retrieval)
-    retrieval.add_argument("--configs", nargs="+", default=["bm25", "dense", "hybrid"],
-                           help="config specs (default: the three modes at the shipped chunk size)")
+    retrieval.add_argument(
+        "--configs",
+        nargs="+",
+        default=["bm25", "dense", "hybrid"],
+        help="config specs (default: the three modes at the shipped chunk size)",
+    )
 
     answers = sub.add_parser("answers", help="retrieval and answers")
     common(answers)
-    answers.add_argument("--configs", nargs="+", default=["default"],
-                         help="config specs (default: the shipped defaults)")
+    answers.add_argument(
+        "--configs", nargs="+", default=["default"], help="config specs (default: the shipped defaults)"
+    )
     answers.add_argument("--url", help="evaluate a running server (POST {url}/chat) instead of in process")
     answers.add_argument("--api-key", default="", help="bearer token for --url, if the server wants one")
     answers.add_argument("--judge-url", help="OpenAI-compatible base URL of an LLM judge (optional)")
@@ -71,20 +76,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     calibrate = sub.add_parser("calibrate", help="pick the relevance floor from dev similarities")
     common(calibrate)
-    calibrate.add_argument("--config", default="default",
-                           help="config whose chunking / condensing to calibrate (default: shipped)")
+    calibrate.add_argument(
+        "--config",
+        default="default",
+        help="config whose chunking / condensing to calibrate (default: shipped)",
+    )
 
     report = sub.add_parser("report", help="the full comparison; writes docs/evaluation.md")
     common(report, configs=False)
-    report.add_argument("--chunk-sizes", type=int, nargs="+", default=[128, 200, 254],
-                        help="chunk sizes to compare (default: 128 200 254)")
-    report.add_argument("--docs", type=Path, default=DOCS_DIR,
-                        help="where evaluation.md / evaluation.png go (default: docs/)")
-    report.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                        help="continue an earlier run folder: configs already there are not run again "
-                             "(also re-renders the document from a finished run)")
-    report.add_argument("--llm-backend", choices=["local", "extractive", "openai"], default="local",
-                        help="backend of the shipped config's answers (default: the bundled local model)")
+    report.add_argument(
+        "--chunk-sizes",
+        type=int,
+        nargs="+",
+        default=[128, 200, 254],
+        help="chunk sizes to compare (default: 128 200 254)",
+    )
+    report.add_argument(
+        "--docs", type=Path, default=DOCS_DIR, help="where evaluation.md / evaluation.png go (default: docs/)"
+    )
+    report.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an earlier run folder: configs already there are not run again "
+        "(also re-renders the document from a finished run)",
+    )
+    report.add_argument(
+        "--llm-backend",
+        choices=["local", "extractive", "openai"],
+        default="local",
+        help="backend of the shipped config's answers (default: the bundled local model)",
+    )
     return parser
 
 
@@ -112,7 +134,7 @@ def parse_configs(specs: list[str], answers: bool) -> list[Config]:
 
 
 async def cmd_compare(args: argparse.Namespace, answers: bool) -> int:
-    from eval import report as rp
+    from eval import tables as rp
     from eval.runner import Runner, config_record, run_all
 
     configs = parse_configs(args.configs, answers)
@@ -130,8 +152,13 @@ async def cmd_compare(args: argparse.Namespace, answers: bool) -> int:
         from eval.judge import Judge
 
         judge = Judge(args.judge_url, args.judge_model, args.judge_api_key)
-    runner = Runner(base_settings(args), progress=not args.quiet,
-                    url=getattr(args, "url", None), api_key=getattr(args, "api_key", ""), judge=judge)
+    runner = Runner(
+        base_settings(args),
+        progress=not args.quiet,
+        url=getattr(args, "url", None),
+        api_key=getattr(args, "api_key", ""),
+        judge=judge,
+    )
     writer = rp.RowWriter(out / "questions.jsonl")
     set_name = Path(args.set).stem if args.set not in ("dev", "test") else args.set
     try:
@@ -143,7 +170,9 @@ async def cmd_compare(args: argparse.Namespace, answers: bool) -> int:
             await judge.aclose()
     rows = rp.read_rows(out / "questions.jsonl")
     summaries = rp.summarize(rows, {c.name: config_record(c) for c in configs})
-    title = f"{'Answers' if answers else 'Retrieval'} on {set_name}" + (f" via {args.url}" if getattr(args, "url", None) else "")
+    title = f"{'Answers' if answers else 'Retrieval'} on {set_name}" + (
+        f" via {args.url}" if getattr(args, "url", None) else ""
+    )
     outputs = rp.write_run(out, summaries, title)
     print(rp.retrieval_comparison(summaries))
     if answers:
@@ -155,7 +184,7 @@ async def cmd_compare(args: argparse.Namespace, answers: bool) -> int:
 
 async def cmd_calibrate(args: argparse.Namespace) -> int:
     from eval import metrics as m
-    from eval import report as rp
+    from eval import tables as rp
     from eval.runner import Runner, run_all
 
     config = parse_config(args.config).with_(answers=False)
@@ -177,21 +206,31 @@ async def cmd_calibrate(args: argparse.Namespace) -> int:
         return 2
     best = m.calibrate_floor(answerable, oos)
     current = m.floor_outcome(answerable, oos, config.relevance_floor)
-    rp.write_json(out / "calibration.json", {"config": config.name, "calibrated": best, "current": current,
-                                             "answerable": sorted(answerable), "out_of_scope": sorted(oos)})
+    rp.write_json(
+        out / "calibration.json",
+        {
+            "config": config.name,
+            "calibrated": best,
+            "current": current,
+            "answerable": sorted(answerable),
+            "out_of_scope": sorted(oos),
+        },
+    )
     print(f"config {config.name} on {args.set}: {len(answerable)} answerable, {len(oos)} out-of-scope")
     print(f"out-of-scope top similarity: {', '.join(f'{v:.3f}' for v in sorted(oos))}")
-    print(f"lowest answerable:           {', '.join(f'{v:.3f}' for v in sorted(answerable)[:len(oos)])}")
+    print(f"lowest answerable:           {', '.join(f'{v:.3f}' for v in sorted(answerable)[: len(oos)])}")
     for label, o in (("calibrated", best), (f"current {config.relevance_floor:g}", current)):
-        print(f"{label:>14}: floor {o['floor']:g}  accuracy {o['accuracy']:.3f}  "
-              f"answerable refused {o['false_refusals']}  out-of-scope let through {o['missed_out_of_scope']}")
+        print(
+            f"{label:>14}: floor {o['floor']:g}  accuracy {o['accuracy']:.3f}  "
+            f"answerable refused {o['false_refusals']}  out-of-scope let through {o['missed_out_of_scope']}"
+        )
     print(f"relevance floor: {best['floor']:g}   (set PAPERQA_RELEVANCE_FLOOR={best['floor']:g})")
     return 0
 
 
 async def cmd_report(args: argparse.Namespace) -> int:
-    from eval import report as rp
-    from eval.docs import render
+    from eval import tables as rp
+    from eval.document import render
     from eval.runner import Runner, config_record
     from eval.suite import Suite
 
@@ -208,7 +247,9 @@ async def cmd_report(args: argparse.Namespace) -> int:
     suite = Suite(runner, dev, test, args.chunk_sizes, writer, local_backend=args.llm_backend)
     suite.preload(previous)
     if args.resume and (out / "summary.json").is_file():
-        suite.earlier_timing = json.loads((out / "summary.json").read_text(encoding="utf-8")).get("timing_s", {})
+        suite.earlier_timing = json.loads((out / "summary.json").read_text(encoding="utf-8")).get(
+            "timing_s", {}
+        )
     try:
         result = await suite.run()
     finally:
@@ -217,8 +258,10 @@ async def cmd_report(args: argparse.Namespace) -> int:
     summaries = [suite.summary(s, suite.configs[name]) for (s, name) in suite.rows]
     extra = {
         "calibration": result["calibration"],
-        "recommended": {**config_record(result["recommended"].config),
-                        "reasons": result["recommended"].reasons},
+        "recommended": {
+            **config_record(result["recommended"].config),
+            "reasons": result["recommended"].reasons,
+        },
         "default": config_record(default_config()),
         "timing_s": suite.total_timing(),
         "load_averages": suite.loads,
@@ -230,31 +273,38 @@ async def cmd_report(args: argparse.Namespace) -> int:
     retrieval_part = [suite.summary("dev", c) for c in [*result["grid"], *result["condense"]]]
     answer_part = [suite.summary("dev", c) for c in result["answer_configs"]]
     unique = lambda xs: list({(x["set"], x["name"]): x for x in xs}.values())  # noqa: E731
-    rp.chart(unique(retrieval_part + shipped), args.docs / "evaluation.png",
-             "paperqa-lite evaluation (dev unless marked test)", answer_summaries=unique(answer_part + shipped))
+    rp.chart(
+        unique(retrieval_part + shipped),
+        args.docs / "evaluation.png",
+        "paperqa-lite evaluation (dev unless marked test)",
+        answer_summaries=unique(answer_part + shipped),
+    )
     (args.docs / "evaluation.md").write_text(render(suite, result, out.name, dev, test), encoding="utf-8")
     shutil.copyfile(args.docs / "evaluation.md", out / "evaluation.md")
     print(f"wrote {args.docs / 'evaluation.md'}, {args.docs / 'evaluation.png'}; run folder {out}")
     print(f"calibrated relevance floor: {result['calibration']['floor']:g}")
     rec = result["recommended"].config
-    print(f"recommended: mode {rec.retrieval_mode}, chunk {rec.chunk_size}, top_k {rec.top_k}, "
-          f"floor {rec.relevance_floor:g}, condense {rec.condense_mode}")
+    print(
+        f"recommended: mode {rec.retrieval_mode}, chunk {rec.chunk_size}, top_k {rec.top_k}, "
+        f"floor {rec.relevance_floor:g}, condense {rec.condense_mode}"
+    )
     return 0
 
 
+def run(args: argparse.Namespace) -> int:
+    if args.command == "retrieval":
+        return asyncio.run(cmd_compare(args, answers=False))
+    if args.command == "answers":
+        return asyncio.run(cmd_compare(args, answers=True))
+    if args.command == "calibrate":
+        return asyncio.run(cmd_calibrate(args))
+    return asyncio.run(cmd_report(args))
+
+
 def main(argv: list[str] | None = None) -> int:
+    offline.configure()  # before chromadb / transformers are first imported
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "retrieval":
-            return asyncio.run(cmd_compare(args, answers=False))
-        if args.command == "answers":
-            return asyncio.run(cmd_compare(args, answers=True))
-        if args.command == "calibrate":
-            return asyncio.run(cmd_calibrate(args))
-        return asyncio.run(cmd_report(args))
-    except (ConfigError, QuestionSetError, StoreUnavailable, IngestError, UnreadableFile) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":

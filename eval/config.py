@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from app.settings import EMBED_WINDOW, RetrievalMode, Settings
+from app.core.errors import PaperQAError
+from app.core.settings import EMBED_WINDOW, RetrievalMode, Settings
 
 AnswerBackend = Literal["local", "extractive", "openai"]
 CondenseMode = Literal["llm", "concat", "off"]
@@ -31,7 +32,7 @@ CONDENSE: tuple[str, ...] = ("off", "concat", "llm")
 EMBED_BACKENDS: tuple[str, ...] = ("onnx-int8", "torch")
 
 
-class ConfigError(ValueError):
+class ConfigError(PaperQAError, ValueError):
     """A config spec that cannot be parsed or is out of range."""
 
 

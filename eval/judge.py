@@ -46,21 +46,29 @@ def parse_scores(text: str) -> dict[str, int | None]:
 
 
 class Judge:
-    def __init__(self, base_url: str, model: str, api_key: str = "", timeout_s: float = 120.0,
-                 http_client=None) -> None:
+    def __init__(
+        self, base_url: str, model: str, api_key: str = "", timeout_s: float = 120.0, http_client=None
+    ) -> None:
         from openai import AsyncOpenAI
 
         self.model = model
-        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or "not-needed",
-                                   timeout=timeout_s, max_retries=2, http_client=http_client)
+        self._client = AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            timeout=timeout_s,
+            max_retries=2,
+            http_client=http_client,
+        )
 
     async def score(self, question: str, passages: Sequence[str], answer: str) -> dict[str, object]:
         sources = "\n\n".join(f"[{i}] {p}" for i, p in enumerate(passages, start=1)) or "(none)"
         prompt = JUDGE_PROMPT.format(sources=sources, question=question, answer=answer)
         try:
             reply = await self._client.chat.completions.create(
-                model=self.model, messages=[{"role": "user", "content": prompt}],
-                temperature=0.0, max_tokens=60,
+                model=self.model,
+                messages=[{"role": "user", "content": prompt}],
+                temperature=0.0,
+                max_tokens=60,
             )
             text = (reply.choices[0].message.content or "") if reply.choices else ""
         except Exception as exc:  # the judge is optional: record, don't fail the run

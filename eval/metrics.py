@@ -1,6 +1,6 @@
 """Evaluation metrics as pure functions: ranked titles, cited titles and answers in, numbers out.
 
-Titles are compared after :func:`ingest.records.normalize_title` (case, accents, punctuation
+Titles are compared after :func:`app.core.records.normalize_title` (case, accents, punctuation
 folded), the same key the ingestion uses to decide that two entries are one paper.
 
 Conventions:
@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from ingest.records import normalize_title
+from app.core.records import normalize_title
 
 Number = float | int | None
 
@@ -129,11 +129,6 @@ def false_refusal_rate(refused: Sequence[bool]) -> float | None:
     return sum(1 for r in refused if r) / len(refused) if refused else None
 
 
-def would_refuse(top_similarity: float, n_hits: int, floor: float) -> bool:
-    """The service's rule (``Answerer.is_covered``): refuse without hits or below the floor."""
-    return n_hits == 0 or top_similarity < floor
-
-
 # --- answers -----------------------------------------------------------------------------------
 def key_fact_match(answer: str, key_facts: Sequence[str]) -> float | None:
     """Share of the key facts found in the answer, case-insensitively (None: no key facts)."""
@@ -227,8 +222,8 @@ def calibrate_floor(
     values = sorted(set(round(v, 6) for v in [*answerable, *out_of_scope]))
     if not values:
         raise ValueError("no similarities to calibrate on")
-    step = 10.0 ** -decimals
+    step = 10.0**-decimals
     candidates = {round(values[0] - step, decimals), round(values[-1] + step, decimals)}
-    candidates.update(round((a + b) / 2, decimals) for a, b in zip(values, values[1:]))
+    candidates.update(round((a + b) / 2, decimals) for a, b in zip(values, values[1:], strict=False))
     outcomes = [floor_outcome(answerable, out_of_scope, c) for c in sorted(candidates)]
     return max(outcomes, key=lambda o: (o["accuracy"], -o["false_refusals"], -o["floor"]))

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from app.core.errors import PaperQAError
+from app.core.records import normalize_title
 from ingest.parsers import corpus_files, read_file
 from ingest.pipeline import IngestSummary, dedupe
-from ingest.records import normalize_title
 
 QUESTIONS_DIR = Path(__file__).resolve().parent / "questions"
 SETS = ("dev", "test")
@@ -18,7 +19,7 @@ QuestionType = Literal["lookup", "detail", "multi", "out_of_scope", "keyword", "
 TYPES: tuple[str, ...] = ("lookup", "detail", "multi", "out_of_scope", "keyword", "followup")
 
 
-class QuestionSetError(ValueError):
+class QuestionSetError(PaperQAError, ValueError):
     """A question set does not follow the format of ``eval/questions/README.md``."""
 
 
@@ -38,8 +39,10 @@ class Question:
     @property
     def messages(self) -> list[dict[str, str]]:
         """The conversation as the service gets it: earlier turns, then the question."""
-        return [*({"role": m["role"], "content": m["content"]} for m in self.history),
-                {"role": "user", "content": self.question}]
+        return [
+            *({"role": m["role"], "content": m["content"]} for m in self.history),
+            {"role": "user", "content": self.question},
+        ]
 
 
 def set_path(name_or_path: str | Path) -> Path:
@@ -119,12 +122,17 @@ def load_questions(name_or_path: str | Path) -> list[Question]:
     return questions
 
 
-def select(questions: Sequence[Question], ids: Iterable[str] | None = None,
-           types: Iterable[str] | None = None, limit: int | None = None) -> list[Question]:
+def select(
+    questions: Sequence[Question],
+    ids: Iterable[str] | None = None,
+    types: Iterable[str] | None = None,
+    limit: int | None = None,
+) -> list[Question]:
     """A subset by id and/or type (in file order), then the first ``limit``."""
     wanted_ids, wanted_types = set(ids or ()), set(types or ())
     chosen = [
-        q for q in questions
+        q
+        for q in questions
         if (not wanted_ids or q.id in wanted_ids) and (not wanted_types or q.type in wanted_types)
     ]
     return chosen[:limit] if limit else chosen

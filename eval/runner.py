@@ -1,8 +1,9 @@
 """Run one configuration over a question set: retrieval part, then (optionally) the answer part.
 
-Retrieval part: ``Retriever.search(queries, mode, top_k=10)`` with the service's own condensing of
-follow-ups (``standalone_queries``), timed here; the ranking is the hit titles. Answer part: the
-service's ``Answerer.answer`` in process, or ``POST /chat`` on a running server (``url``).
+Retrieval part: ``PaperRetriever.search(queries, mode, top_k=10)`` with the service's own condensing of
+follow-ups (``Answerer.queries``), timed here; the ranking is the hit titles; the coverage decision
+is the service's own (``app.retrieval.coverage.is_covered``). Answer part: the service's
+``Answerer.answer`` in process, or ``POST /chat`` on a running server (``url``).
 
 Loaded once per :class:`Runner` and shared across configurations: the embedding model, each LLM
 backend, and one set of services (store, BM25 index) per evaluation collection.
@@ -18,20 +19,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.answer import standalone_queries
-from app.settings import Settings
+from app.core.settings import Settings
+from app.retrieval.coverage import is_covered
 from eval import metrics as m
 from eval.config import Config
 from eval.questions import Question, corpus_titles
 
 RANK_DEPTH = 10  # retrieval metrics are computed on the first 10 papers
 Row = dict[str, Any]
-
-
-def condensed_queries(question: Question, condense_mode: str) -> list[str]:
-    """Retrieval queries for ``off`` / ``concat``, exactly as ``Answerer._condense`` builds them."""
-    queries = standalone_queries(question.messages)
-    return queries[:1] if condense_mode == "off" else queries
 
 
 def answer_metrics(
@@ -60,9 +55,11 @@ def answer_metrics(
         "cites_any": int(bool(cited)) if answered else None,
         "hallucinated_citations": m.hallucinated_citations(cited, titles.values()),
         "key_fact_match": m.key_fact_match(answer if answered else "", question.key_facts)
-        if answerable else None,
+        if answerable
+        else None,
         "context_key_facts": m.key_fact_match(context if answered else "", question.key_facts)
-        if answerable else None,
+        if answerable
+        else None,
     }
 
 
@@ -99,7 +96,7 @@ class Runner:
 
     def embed_model_for(self, backend: str):
         if backend not in self._embed_models:
-            from app.embeddings import load_embed_model
+            from app.core.embeddings import load_embed_model
 
             self._embed_models[backend] = load_embed_model(
                 self.base.model_copy(update={"embed_backend": backend})
@@ -117,15 +114,16 @@ class Runner:
         """Store, retriever and prompts for the config's collection; ingested first if needed."""
         key = config.collection
         if key not in self._services:
+            from app.core.errors import LayoutMismatch
             from app.services import build_services
-            from ingest.pipeline import IngestError, ingest
+            from ingest.pipeline import ingest
 
             settings = config.settings(self.base)
             embed_model = self.embed_model_for(config.embed_backend)
             started = time.perf_counter()
             try:
                 summary = ingest(settings, embed_model=embed_model, progress=self.progress)
-            except IngestError as exc:
+            except LayoutMismatch as exc:
                 # Built with another embedder or chunking: it is the evaluation's own collection,
                 # so rebuild it rather than compare vectors of two models.
                 self.log(f"[eval] rebuilding {key}: {exc}")
@@ -145,7 +143,7 @@ class Runner:
         if name == "extractive":
             return None
         if name not in self._backends:
-            from app.llm import make_backend
+            from app.answering.llm import make_backend
 
             self.log(f"[eval] loading LLM backend {name}")
             self._backends[name] = make_backend(self.base.model_copy(update={"llm_backend": name}))
@@ -153,7 +151,7 @@ class Runner:
 
     def answerer(self, config: Config, with_llm: bool = True):
         """The service's answerer for ``config``; without the LLM when only retrieving."""
-        from app.answer import Answerer
+        from app.answering.pipeline import Answerer
 
         services = self.services(config)
         backend = self.backend(config.llm_backend) if with_llm else None
@@ -167,21 +165,21 @@ class Runner:
 
     # --- one question --------------------------------------------------------------------------
     async def _queries(self, question: Question, config: Config) -> list[str]:
-        if config.condense_mode == "llm" and len(question.messages) > 1:
-            # The service's own LLM rewrite (falls back to concat when the LLM fails).
-            return await self.answerer(config)._condense(question.messages)
-        return condensed_queries(question, config.condense_mode)
+        # The service's own condensing rule; the LLM is loaded only for the ``llm`` rewrite (which
+        # falls back to concat when the LLM fails).
+        needs_llm = config.condense_mode == "llm" and len(question.messages) > 1
+        return await self.answerer(config, with_llm=needs_llm).queries(question.messages)
 
     async def _retrieve(self, question: Question, config: Config) -> Row:
         answerer = self.answerer(config, with_llm=False)
         started = time.perf_counter()
         queries = await self._queries(question, config)
         condensed = time.perf_counter()
-        # The service's own retrieval call (``Retriever.search`` with its query weights), 10 deep.
+        # The service's own retrieval call (``PaperRetriever.search`` with its query weights), 10 deep.
         result = await answerer.retrieve(queries, config.retrieval_mode, RANK_DEPTH)
         done = time.perf_counter()
         ranked = [hit.title for hit in result.hits]
-        floor_refused = m.would_refuse(result.top_similarity, len(result.hits), config.relevance_floor)
+        floor_refused = not is_covered(result, config.relevance_floor)
         metrics: dict[str, float | int | None] = dict(m.retrieval_metrics(ranked, list(question.gold_titles)))
         metrics["floor_oos_refused"] = None if question.answerable else int(floor_refused)
         metrics["floor_false_refusal"] = int(floor_refused) if question.answerable else None
@@ -203,8 +201,12 @@ class Runner:
         return result.model_dump(mode="json")
 
     async def _answer_remote(self, question: Question, config: Config, client) -> dict[str, Any]:
-        body = {"messages": question.messages, "stream": False, "top_k": config.top_k,
-                "mode": config.retrieval_mode}
+        body = {
+            "messages": question.messages,
+            "stream": False,
+            "top_k": config.top_k,
+            "mode": config.retrieval_mode,
+        }
         response = await client.post(f"{self.url}/chat", json=body)
         if response.status_code != 200:
             raise RuntimeError(f"POST /chat: HTTP {response.status_code}: {response.text[:300]}")
@@ -238,7 +240,11 @@ class Runner:
         }
         passages = [s.get("passage", "") for s in data.get("sources", [])]
         row["answer_metrics"] = answer_metrics(
-            question, row["answer"], [c["title"] for c in citations], row["refused"], self.titles,
+            question,
+            row["answer"],
+            [c["title"] for c in citations],
+            row["refused"],
+            self.titles,
             context=" ".join(passages),
         )
         if self.judge is not None and not row["refused"] and question.answerable:
@@ -264,8 +270,13 @@ class Runner:
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
             client = httpx.AsyncClient(timeout=300.0, headers=headers)
         rows: list[Row] = []
-        bar = tqdm(questions, desc=f"{set_name} {config.label or config.name}", unit="q",
-                   disable=not self.progress, leave=False)
+        bar = tqdm(
+            questions,
+            desc=f"{set_name} {config.label or config.name}",
+            unit="q",
+            disable=not self.progress,
+            leave=False,
+        )
         try:
             for question in bar:
                 row: Row = {
@@ -284,8 +295,11 @@ class Runner:
                     row["metrics"].update(answered.pop("answer_metrics", {}))
                     if "judge" in answered:
                         row["metrics"].update(
-                            {f"judge_{k}": v for k, v in answered["judge"].items()
-                             if k in ("faithfulness", "relevance")}
+                            {
+                                f"judge_{k}": v
+                                for k, v in answered["judge"].items()
+                                if k in ("faithfulness", "relevance")
+                            }
                         )
                     row.update(answered)
                 rows.append(row)
@@ -314,8 +328,10 @@ async def run_all(
     for config in configs:
         started = time.perf_counter()
         out[config.name] = await runner.run(config, questions, set_name, sink)
-        runner.log(f"[eval] {set_name} {config.label or config.name}: {len(questions)} questions "
-                   f"in {time.perf_counter() - started:.1f} s")
+        runner.log(
+            f"[eval] {set_name} {config.label or config.name}: {len(questions)} questions "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
     return out
 
 

@@ -19,11 +19,11 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from eval import metrics as m
-from eval import report as rp
+from eval import tables as rp
 from eval.config import Config, default_config
 from eval.questions import Question
 from eval.runner import Row, Runner, config_record, run_all
@@ -75,8 +75,15 @@ def load_average() -> float | None:
 
 
 class Suite:
-    def __init__(self, runner: Runner, dev: Sequence[Question], test: Sequence[Question],
-                 chunk_sizes: Sequence[int], sink, local_backend: str = "local") -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        dev: Sequence[Question],
+        test: Sequence[Question],
+        chunk_sizes: Sequence[int],
+        sink,
+        local_backend: str = "local",
+    ) -> None:
         self.runner = runner
         self.dev, self.test = list(dev), list(test)
         self.sink = sink
@@ -151,18 +158,29 @@ class Suite:
         started = time.perf_counter()
         ex = d.with_(llm_backend="extractive")
         # 1. {modes} x {chunk sizes}: retrieval and extractive answers (no LLM) in one pass each.
-        grid = [ex.with_(retrieval_mode=mode, chunk_size=c)
-                for c in self.chunk_sizes for mode in ("bm25", "dense", "hybrid")]
+        grid = [
+            ex.with_(retrieval_mode=mode, chunk_size=c)
+            for c in self.chunk_sizes
+            for mode in ("bm25", "dense", "hybrid")
+        ]
         # 2. Condensing of follow-ups, retrieval only; cond-llm rewrites with the service's LLM.
-        condense = [d.with_(condense_mode=c, answers=False,
-                            llm_backend=self.local_backend if c == "llm" else "extractive",
-                            label=f"{d.retrieval_mode}:c{d.chunk_size}:cond-{c}")
-                    for c in ("off", "concat", "llm")]
+        condense = [
+            d.with_(
+                condense_mode=c,
+                answers=False,
+                llm_backend=self.local_backend if c == "llm" else "extractive",
+                label=f"{d.retrieval_mode}:c{d.chunk_size}:cond-{c}",
+            )
+            for c in ("off", "concat", "llm")
+        ]
         # The other embedding path (fp32 torch vs the shipped int8 ONNX), retrieval only: how much
         # the numbers move between the two on this machine, i.e. what a CPU difference can mean.
         other = "torch" if d.embed_backend != "torch" else "onnx-int8"
-        embed_paths = [d.with_(retrieval_mode=mode, answers=False, embed_backend=backend)
-                       for backend in (d.embed_backend, other) for mode in ("bm25", "dense", "hybrid")]
+        embed_paths = [
+            d.with_(retrieval_mode=mode, answers=False, embed_backend=backend)
+            for backend in (d.embed_backend, other)
+            for mode in ("bm25", "dense", "hybrid")
+        ]
         await self._run(grid, self.dev, "dev")
         await self._run(condense, self.dev, "dev")
         await self._run(embed_paths, self.dev, "dev")
@@ -170,9 +188,12 @@ class Suite:
         self.timing["dev grid"] = time.perf_counter() - started
 
         # 3. Rules, in order: mode + chunk size, condensing, floor, then top_k (needs a k sweep).
-        mode, chunk = pick([((c.retrieval_mode, c.chunk_size), self.score(c)[0]) for c in grid],
-                           (d.retrieval_mode, d.chunk_size), tie=self.margin(grid[0]),
-                           distance=changed_fields)
+        mode, chunk = pick(
+            [((c.retrieval_mode, c.chunk_size), self.score(c)[0]) for c in grid],
+            (d.retrieval_mode, d.chunk_size),
+            tie=self.margin(grid[0]),
+            distance=changed_fields,
+        )
         cond = self._pick_condense(condense)
         chosen = ex.with_(retrieval_mode=mode, chunk_size=chunk, condense_mode=cond)
         calibration = self.calibrate(chosen)
@@ -183,9 +204,12 @@ class Suite:
         rec_k = {k: chosen.with_(top_k=k) for k in (3, 5, 8)}
         t = time.perf_counter()
         await self._run([*rec_k.values(), floor_only], self.dev, "dev")
-        top_k = pick([(k, self.score(c, k)[0]) for k, c in rec_k.items()], d.top_k,
-                     tie=self.margin(rec_k[d.top_k] if d.top_k in rec_k else chosen),
-                     distance=lambda a, b: abs(a - b))
+        top_k = pick(
+            [(k, self.score(c, k)[0]) for k, c in rec_k.items()],
+            d.top_k,
+            tie=self.margin(rec_k.get(d.top_k, chosen)),
+            distance=lambda a, b: abs(a - b),
+        )
         recommended = chosen.with_(top_k=top_k, llm_backend=d.llm_backend)
 
         # 4. The shipped config with the answering LLM, on dev, then once on the held-out test set.
@@ -200,10 +224,14 @@ class Suite:
         answer_configs = list({c.name: c for c in [*grid, *rec_k.values(), floor_only]}.values())
         reasons = self._reasons(grid, condense, calibration, rec_k, recommended, local_default)
         return {
-            "grid": grid, "condense": condense, "answer_configs": answer_configs,
+            "grid": grid,
+            "condense": condense,
+            "answer_configs": answer_configs,
             "embed_paths": embed_paths,
-            "local_default": local_default, "calibration": calibration,
-            "recommended": Recommendation(recommended, reasons), "rec_k": rec_k,
+            "local_default": local_default,
+            "calibration": calibration,
+            "recommended": Recommendation(recommended, reasons),
+            "rec_k": rec_k,
         }
 
     # --- rules ---------------------------------------------------------------------------------
@@ -240,8 +268,10 @@ class Suite:
         return sum(x > y + 1e-9 for x, y in pairs), sum(x < y - 1e-9 for x, y in pairs)
 
     def _pick_condense(self, condense: Sequence[Config]) -> str:
-        scored = [(c.condense_mode, rp.value(self.summary("dev", c), "retrieval", "ndcg@10", "followup"))
-                  for c in condense]
+        scored = [
+            (c.condense_mode, rp.value(self.summary("dev", c), "retrieval", "ndcg@10", "followup"))
+            for c in condense
+        ]
         known = [(mode, s) for mode, s in scored if s is not None]
         if not known:  # no follow-up question in the set
             return self.default.condense_mode
@@ -263,8 +293,10 @@ class Suite:
         dev run with the same chunk size and condense mode gives it.
         """
         rows = next(
-            rows for (s, name), rows in self.rows.items()
-            if s == "dev" and self.configs[name].chunk_size == config.chunk_size
+            rows
+            for (s, name), rows in self.rows.items()
+            if s == "dev"
+            and self.configs[name].chunk_size == config.chunk_size
             and self.configs[name].chunk_overlap == config.chunk_overlap
             and self.configs[name].condense_mode == config.condense_mode
         )
@@ -290,7 +322,11 @@ class Suite:
     def _pick_floor(self, calibration: dict[str, Any]) -> float:
         """The calibrated floor if it beats the shipped one by more than one question, else the latter."""
         lead = calibration["accuracy"] - calibration["current"]["accuracy"]
-        return calibration["floor"] if lead > self.floor_margin(calibration) + 1e-9 else self.default.relevance_floor
+        return (
+            calibration["floor"]
+            if lead > self.floor_margin(calibration) + 1e-9
+            else self.default.relevance_floor
+        )
 
     def _reasons(self, grid, condense, calibration, rec_k, rec: Config, local_default: Config) -> list[str]:
         d = self.default
@@ -301,17 +337,21 @@ class Suite:
 
         def describe(c: Config) -> str:
             score, ranking, facts = self.score(c)
-            return (f"`{c.retrieval_mode}` c{c.chunk_size}: nDCG@10 {f(ranking)}, key facts in sources "
-                    f"{f(facts)} → {f(score)}")
+            return (
+                f"`{c.retrieval_mode}` c{c.chunk_size}: nDCG@10 {f(ranking)}, key facts in sources "
+                f"{f(facts)} → {f(score)}"
+            )
 
         versus = ""
         other = chosen if chosen.name != dflt.name else best
         if other.name != dflt.name:
             up, down = self.wins(other, dflt, "ndcg@10")
             fup, fdown = self.wins(other, dflt, "context_key_facts")
-            versus = (f" Per dev question, `{other.retrieval_mode}` c{other.chunk_size} against the shipped "
-                      f"one: nDCG@10 better on {up}, worse on {down}; key facts in sources better on "
-                      f"{fup}, worse on {fdown}.")
+            versus = (
+                f" Per dev question, `{other.retrieval_mode}` c{other.chunk_size} against the shipped "
+                f"one: nDCG@10 better on {up}, worse on {down}; key facts in sources better on "
+                f"{fup}, worse on {fdown}."
+            )
         tie = self.margin(dflt)
         reasons = [
             f"**Retrieval mode `{rec.retrieval_mode}`, chunk size {rec.chunk_size}**: rule = highest "
@@ -324,8 +364,10 @@ class Suite:
             + ("" if chosen.name in (best.name, dflt.name) else f"; chosen {describe(chosen)}")
             + f".{versus}"
         ]
-        cs = {c.condense_mode: rp.value(self.summary("dev", c), "retrieval", "ndcg@10", "followup")
-              for c in condense}
+        cs = {
+            c.condense_mode: rp.value(self.summary("dev", c), "retrieval", "ndcg@10", "followup")
+            for c in condense
+        }
         reasons.append(
             f"**Condense mode `{rec.condense_mode}`**: rule = highest nDCG@10 on the follow-up questions; "
             f"within one question's worth ({f(self.condense_margin(condense[0]))}) of the best, the "
@@ -340,8 +382,10 @@ class Suite:
             f"shorter passages); among the k within one question's worth "
             f"({f(self.margin(rec_k.get(d.top_k, next(iter(rec_k.values())))))}) of the best, the "
             f"shipped k if it is one, else the closest to it. "
-            + "; ".join(f"k={k}: recall@{k} {f(r)}, key facts in sources {f(x)} → {f(sc)}"
-                        for k, (sc, r, x) in ks.items())
+            + "; ".join(
+                f"k={k}: recall@{k} {f(r)}, key facts in sources {f(x)} → {f(sc)}"
+                for k, (sc, r, x) in ks.items()
+            )
             + "."
         )
         cur = calibration["current"]
@@ -377,7 +421,9 @@ class Suite:
         return reasons
 
 
-def dense_recall(runner: Runner, config: Config, questions: Sequence[Question], depth: int = 10) -> dict[str, Any]:
+def dense_recall(
+    runner: Runner, config: Config, questions: Sequence[Question], depth: int = 10
+) -> dict[str, Any]:
     """How close Chroma's HNSW search is to an exact one: the share of each question's exact top
     ``depth`` chunks (brute force over every stored vector) found among the chunks the dense side
     fetches (``candidate_k``), over the raw questions. Reads vectors only; no metric depends on it.
@@ -396,18 +442,26 @@ def dense_recall(runner: Runner, config: Config, questions: Sequence[Question], 
         exact = ids[np.argsort(-(vectors @ np.asarray(query)))[:depth]]
         shares.append(len(set(exact) & set(hnsw)) / len(exact))
         first += exact[0] in hnsw
-    return {"questions": len(queries), "depth": depth, "candidates": settings.candidate_k,
-            "recall": sum(shares) / len(shares) if shares else None, "nearest_found": first,
-            "ef_search": settings.hnsw_ef_search, "chunks": len(ids)}
+    return {
+        "questions": len(queries),
+        "depth": depth,
+        "candidates": settings.candidate_k,
+        "recall": sum(shares) / len(shares) if shares else None,
+        "nearest_found": first,
+        "ef_search": settings.hnsw_ef_search,
+        "chunks": len(ids),
+    }
 
 
 def machine_note() -> str:
     """Where the numbers come from: int8 embeddings differ slightly between CPUs (VNNI or not)."""
     from bench.common import describe_machine, machine
 
-    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-            f"{describe_machine(machine())}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{describe_machine(machine())}"
+    )
 
 
 def now_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

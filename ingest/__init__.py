@@ -1,5 +1,4 @@
-"""Ingestion: parse corpora, dedupe, chunk, embed and write the Chroma store (the write side)."""
+"""Ingestion: parse corpora, dedupe, chunk, embed and write the Chroma store (the write side).
 
-from app import offline as _offline
-
-_offline.configure()
+Depends on ``app.core`` only (settings, store, embeddings, records, chunk format).
+"""

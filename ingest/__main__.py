@@ -6,12 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from app.settings import Settings
-from app.store import StoreUnavailable
-from ingest.parsers import PARSERS, UnreadableFile
-from ingest.pipeline import IngestError, ingest
+from app.core import offline
+from app.core.errors import StoreUnavailable, run_cli
+from app.core.settings import Settings, load_settings
+from ingest.parsers import PARSERS
+from ingest.pipeline import ingest
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,30 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"error: invalid settings (PAPERQA_* variables or .env):\n{exc}", file=sys.stderr)
-        return 2
+    offline.configure()
+    return run_cli(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings()
     if args.collection:
         settings = settings.model_copy(update={"collection": args.collection})
-    try:
-        if args.if_missing and not args.reset and _has_papers(settings):
-            print(f"Index {settings.collection!r} already built; skipping ingestion.")
-            return 0
-        summary = ingest(
-            settings, args.paths or None, fmt=args.format, reset=args.reset, progress=not args.quiet
-        )
-    except (IngestError, StoreUnavailable, UnreadableFile) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.if_missing and not args.reset and _has_papers(settings):
+        print(f"Index {settings.collection!r} already built; skipping ingestion.")
+        return 0
+    summary = ingest(settings, args.paths or None, fmt=args.format, reset=args.reset, progress=not args.quiet)
     print(summary.render())
     return 1 if summary.papers == 0 else 0
 
 
 def _has_papers(settings: Settings) -> bool:
     """True when the index is built; then its search configuration is (re)applied, cheaply."""
-    from app.store import apply_search_config, get_collections, make_client
+    from app.core.store import apply_search_config, get_collections, make_client
 
     try:
         chunks, papers = get_collections(make_client(settings), settings.collection)

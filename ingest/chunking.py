@@ -13,14 +13,19 @@ from collections.abc import Callable
 
 from llama_index.core import Document
 from llama_index.core.node_parser import SentenceSplitter
-from llama_index.core.schema import MetadataMode, TextNode
+from llama_index.core.schema import TextNode
 
-from ingest.records import Paper
+from app.core.chunks import (
+    METADATA_TEMPLATE,
+    TEXT_TEMPLATE,
+    chunk_id,
+    chunk_metadata,
+    embed_text,
+    hidden_keys,
+)
+from app.core.records import Paper
 
-# Only the title is embedded (and shown to the LLM) with each chunk; the rest is for display.
-EMBEDDED_KEYS = ("title",)
-METADATA_TEMPLATE = "{value}"
-TEXT_TEMPLATE = "{metadata_str}\n{content}"
+__all__ = ["TitleTooLong", "check_title", "chunk_paper", "embed_text", "make_splitter"]
 
 
 def make_splitter(
@@ -33,21 +38,6 @@ def make_splitter(
         include_metadata=True,
         include_prev_next_rel=False,
     )
-
-
-def chunk_metadata(paper: Paper) -> dict[str, str | int | float | bool]:
-    return {
-        **paper.metadata,
-        "title": paper.title,
-        "paper_id": paper.id,
-        "source": paper.source,
-        "content_hash": paper.content_hash,
-    }
-
-
-def chunk_id(paper: Paper, index: int) -> str:
-    """Deterministic, and new for a new version of the paper (so a changed paper's chunks are new)."""
-    return f"{paper.id}#{paper.content_hash[:12]}#{index}"
 
 
 # A title must leave at least this many wordpieces of each chunk for the abstract.
@@ -70,7 +60,7 @@ def check_title(paper: Paper, count_tokens: Callable[[str], list[int]], chunk_si
 def chunk_paper(paper: Paper, splitter: SentenceSplitter) -> list[TextNode]:
     """Chunks of the abstract, each embedded with the title (call :func:`check_title` first)."""
     metadata = chunk_metadata(paper)
-    hidden = [key for key in metadata if key not in EMBEDDED_KEYS]
+    hidden = hidden_keys(metadata)
     document = Document(
         text=paper.abstract,
         id_=paper.id,
@@ -84,6 +74,7 @@ def chunk_paper(paper: Paper, splitter: SentenceSplitter) -> list[TextNode]:
     nodes = splitter.get_nodes_from_documents([document])
     chunks: list[TextNode] = []
     for index, node in enumerate(nodes):
+        assert isinstance(node, TextNode)  # SentenceSplitter makes text nodes
         node.id_ = chunk_id(paper, index)
         node.metadata["chunk_index"] = index
         node.metadata["n_chunks"] = len(nodes)
@@ -92,8 +83,3 @@ def chunk_paper(paper: Paper, splitter: SentenceSplitter) -> list[TextNode]:
         node.relationships = {}
         chunks.append(node)
     return chunks
-
-
-def embed_text(node: TextNode) -> str:
-    """Exactly what the embedder sees for a chunk: the title, a newline, the chunk."""
-    return node.get_content(metadata_mode=MetadataMode.EMBED)

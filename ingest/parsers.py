@@ -17,7 +17,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
-from ingest.records import (
+from app.core.errors import UnreadableFile
+from app.core.records import (
     Paper,
     ParseIssue,
     normalize_space,
@@ -42,10 +43,6 @@ _DATE_LINE = re.compile(r"^(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z
 _GLUED_PREFIX = "Subscribe"
 MAX_TITLE_CHARS = 400
 MIN_ABSTRACT_CHARS = 40
-
-
-class UnreadableFile(Exception):
-    """A whole file cannot be read (missing, binary, empty); the message says what to do."""
 
 
 def is_listing_boilerplate(line: str) -> bool:
@@ -94,9 +91,7 @@ def parse_listing(lines: Iterable[NumberedLine | ParseIssue], source: str) -> It
         first = False
         if pending_title is None:
             if len(text) > MAX_TITLE_CHARS:
-                yield ParseIssue(
-                    source, number, "expected a title line but found a long paragraph; skipped"
-                )
+                yield ParseIssue(source, number, "expected a title line but found a long paragraph; skipped")
                 continue
             pending_title = (number, normalize_space(text))
             continue
@@ -185,9 +180,7 @@ def parse_arxiv(lines: Iterable[NumberedLine | ParseIssue], source: str) -> Iter
         title, abstract = _required_text(obj, "title"), _required_text(obj, "abstract")
         arxiv_id = _required_text(obj, "id")
         missing = [
-            name
-            for name, value in (("id", arxiv_id), ("title", title), ("abstract", abstract))
-            if not value
+            name for name, value in (("id", arxiv_id), ("title", title), ("abstract", abstract)) if not value
         ]
         if missing:
             yield ParseIssue(source, number, f"missing or empty {' and '.join(missing)}; skipped")

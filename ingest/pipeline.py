@@ -19,25 +19,21 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app.embeddings import embedding_identity
-from app.settings import Settings
-from app.store import (
-    LAYOUT_KEYS,
+from app.core.errors import IngestError, UnreadableFile
+from app.core.records import Paper, ParseIssue
+from app.core.settings import Settings
+from app.core.store import (
     apply_search_config,
+    check_layout,
     delete_collections,
     get_collections,
     iter_records,
     layout_metadata,
     make_client,
 )
-from ingest.parsers import Format, UnreadableFile, corpus_files, read_file
-from ingest.records import Paper, ParseIssue
+from ingest.parsers import Format, corpus_files, read_file
 
 PAPERS_PER_BATCH = 64
-
-
-class IngestError(RuntimeError):
-    """Ingestion cannot start (incompatible store, no input); the message says what to do."""
 
 
 @dataclass
@@ -75,9 +71,7 @@ class IngestSummary:
         return "\n".join(lines)
 
 
-def dedupe(
-    records: Iterable[Paper | ParseIssue], summary: IngestSummary
-) -> Iterator[Paper]:
+def dedupe(records: Iterable[Paper | ParseIssue], summary: IngestSummary) -> Iterator[Paper]:
     """Yield each paper once. Same id and same content: a duplicate. Same id, other content: a
     conflict, reported; the first entry wins so that a run's result does not depend on batching."""
     seen: dict[str, tuple[str, str]] = {}
@@ -118,21 +112,6 @@ def _records_from(paths: list[Path], fmt: Format | None, summary: IngestSummary)
             summary.issues.append(str(exc))
 
 
-def _check_layout(chunks, settings: Settings) -> None:
-    stored = chunks.metadata or {}
-    wanted = layout_metadata(settings, embedding_identity(settings))
-    mismatched = [
-        f"{key}={stored.get(key)!r} (now {wanted[key]!r})"
-        for key in LAYOUT_KEYS
-        if key in stored and stored.get(key) != wanted[key]
-    ]
-    if mismatched:
-        raise IngestError(
-            "The store was built with other settings: " + ", ".join(mismatched)
-            + ". Rebuild it with `python -m ingest --reset`, or use another PAPERQA_COLLECTION."
-        )
-
-
 def ingest(
     settings: Settings,
     paths: list[Path] | None = None,
@@ -154,9 +133,9 @@ def ingest(
     if reset:
         delete_collections(client, settings.collection)
     chunks_col, papers_col = get_collections(
-        client, settings.collection, create_with=layout_metadata(settings, embedding_identity(settings))
+        client, settings.collection, create_with=layout_metadata(settings)
     )
-    _check_layout(chunks_col, settings)
+    check_layout(chunks_col, settings, writing=True)
     apply_search_config(chunks_col, settings)
 
     stored_hash = {
@@ -171,7 +150,7 @@ def ingest(
         # Loaded on first use: re-running on an unchanged corpus never pays for torch.
         nonlocal embed_model
         if embed_model is None:
-            from app.embeddings import load_embed_model
+            from app.core.embeddings import load_embed_model
 
             embed_model = load_embed_model(settings)
         return embed_model
@@ -207,7 +186,7 @@ class _ChunkTools:
 
     @cached_property
     def count_tokens(self) -> Callable[[str], list[int]]:
-        from app.embeddings import load_wordpiece_counter
+        from app.core.embeddings import load_wordpiece_counter
 
         return load_wordpiece_counter(self._settings)
 
@@ -264,9 +243,7 @@ def _write_batch(todo: list[Paper], splitter, embed_model, chunks_col, papers_co
     keep = set(vector_of)
     stale = [
         rec["id"]
-        for rec in iter_records(
-            chunks_col, include=[], where={"paper_id": {"$in": [p.id for p in todo]}}
-        )
+        for rec in iter_records(chunks_col, include=[], where={"paper_id": {"$in": [p.id for p in todo]}})
         if rec["id"] not in keep
     ]
     if stale:

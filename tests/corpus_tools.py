@@ -6,8 +6,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from app.core.records import Paper, paper_id_for
 from ingest.parsers import corpus_files, read_file
-from ingest.records import Paper, paper_id_for
 
 CORPUS_DIR = Path(__file__).resolve().parent.parent / "data" / "corpus"
 

@@ -57,16 +57,23 @@ class MisbehavingLLM:
         self.port = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         config = uvicorn.Config(
-            self.app, log_level="critical", lifespan="off", interface="asgi3", timeout_graceful_shutdown=1, ws="none"
+            self.app,
+            log_level="critical",
+            lifespan="off",
+            interface="asgi3",
+            timeout_graceful_shutdown=1,
+            ws="none",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True,
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            daemon=True,
             name=f"misbehaving-llm-{self.port}",
         )
 
     # --- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> "MisbehavingLLM":
+    def start(self) -> MisbehavingLLM:
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self._server.started:
@@ -80,7 +87,7 @@ class MisbehavingLLM:
         self._thread.join(timeout=10)
         self._socket.close()
 
-    def __enter__(self) -> "MisbehavingLLM":
+    def __enter__(self) -> MisbehavingLLM:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from app.answer import Answerer, DeltaEvent, DoneEvent, ErrorEvent, SourcesEvent
-from app.llm import LocalBackend, OpenAIBackend, Usage
-from app.prompts import load_prompts
+from app.answering.llm import LocalBackend, OpenAIBackend, Usage
+from app.answering.pipeline import Answerer
+from app.answering.prompts import load_prompts
+from app.answering.types import DeltaEvent, DoneEvent, ErrorEvent, SourcesEvent
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +89,10 @@ async def test_follow_up_keeps_the_topic(bundled_index) -> None:
     answerer = answerer_for(bundled_index, None)
     messages = [
         {"role": "user", "content": "Which paper applies masked autoencoders to lidar point clouds?"},
-        {"role": "assistant", "content": "Masked Autoencoder for Self-Supervised Pre-training on Lidar Point Clouds [1]."},
+        {
+            "role": "assistant",
+            "content": "Masked Autoencoder for Self-Supervised Pre-training on Lidar Point Clouds [1].",
+        },
         {"role": "user", "content": "What does it mask?"},
     ]
     result = await answerer.answer(messages)

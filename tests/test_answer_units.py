@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from app.answer import build_messages, build_sources, count_tokens, make_citations, standalone_queries
-from app.extractive import best_sentence, extractive_answer, split_sentences
-from app.prompts import PromptError, check_template, load_prompts
-from app.retrieval import Passage, PaperHit, cosine_from_chroma, group_by_paper, rrf
-from app.settings import PROJECT_ROOT
+from app.answering.context import build_messages, build_sources, count_tokens, make_citations
+from app.answering.extractive import best_sentence, extractive_answer, split_sentences
+from app.answering.prompts import PromptError, check_template, load_prompts
+from app.core.settings import PROJECT_ROOT
+from app.retrieval.queries import standalone_queries
+from app.retrieval.search import PaperHit, Passage, cosine_from_chroma, group_by_paper, rrf
 
 
 def passage(chunk: str, paper: str, score: float, text: str = "text") -> Passage:
@@ -49,8 +50,12 @@ def test_cosine_from_chroma_inverts_exp_distance() -> None:
 
 
 def hit(paper: str, text: str) -> PaperHit:
-    return PaperHit(paper_id=paper, title=f"A Paper Called {paper}", score=1.0,
-                    passages=(passage(paper + "#0", paper, 1.0, text),))
+    return PaperHit(
+        paper_id=paper,
+        title=f"A Paper Called {paper}",
+        score=1.0,
+        passages=(passage(paper + "#0", paper, 1.0, text),),
+    )
 
 
 def test_build_sources_respects_budget_and_numbers() -> None:
@@ -125,7 +130,7 @@ def test_rrf_weights_scale_each_list() -> None:
 
 
 def test_query_weights_scale_a_vague_follow_up() -> None:
-    from app.answer import query_weights
+    from app.retrieval.queries import query_weights
 
     assert query_weights(["what is linformer"], 0.5, 4) == [1.0]
     # "mask" is the only content word: 1/4 of the raw weight.

@@ -12,13 +12,11 @@ import httpx
 import openai
 import pytest
 
-from app.answer import AnswerResult
+from app.answering.types import AnswerResult
 from app.services import Services
+from tests.helpers import LiveServer
+from tests.sse import sse_events
 
-pytest.register_assert_rewrite("tests.service_fixtures")
-from tests.service_fixtures import LiveServer, iter_sse_lines  # noqa: E402
-
-pytest_plugins = ["tests.service_fixtures"]
 pytestmark = pytest.mark.slow
 
 QUESTION = "Which papers quantize vision transformers after training?"
@@ -59,7 +57,7 @@ def test_chat_stream_with_the_real_model(http: httpx.Client, local_services: Ser
     started = time.monotonic()
     with http.stream("POST", "/chat", json=body) as response:
         assert response.status_code == 200
-        for name, data in iter_sse_lines(response.iter_lines()):
+        for name, data in sse_events(response.iter_lines()):
             arrivals.append((name, time.monotonic() - started, json.loads(data)))
     names = [name for name, _, _ in arrivals]
     assert names[0] == "sources" and names[-1] == "done", names
@@ -74,8 +72,9 @@ def test_chat_stream_with_the_real_model(http: httpx.Client, local_services: Ser
 
 
 def test_openai_client_with_the_real_model(local_server: LiveServer) -> None:
-    client = openai.OpenAI(base_url=f"{local_server.url}/v1", api_key="unused", max_retries=0,
-                           timeout=ANSWER_TIMEOUT_S)
+    client = openai.OpenAI(
+        base_url=f"{local_server.url}/v1", api_key="unused", max_retries=0, timeout=ANSWER_TIMEOUT_S
+    )
     messages = [{"role": "user", "content": QUESTION}]
 
     completion = client.chat.completions.create(model="paperqa", messages=messages)
@@ -101,7 +100,7 @@ def test_disconnect_stops_the_model(http: httpx.Client, local_services: Services
     body = {"messages": [{"role": "user", "content": QUESTION}], "stream": True}
     with http.stream("POST", "/chat", json=body) as response:
         deltas = 0
-        for name, _ in iter_sse_lines(response.iter_lines()):
+        for name, _ in sse_events(response.iter_lines()):
             deltas += name == "delta"
             if deltas >= 2:
                 break

@@ -15,8 +15,10 @@ def test_percentile_is_nearest_rank() -> None:
 
 
 def test_pipeline_seconds_reads_the_summary_line() -> None:
-    line = ("files 1, entries read 300, distinct papers 300 (new 300, updated 0, unchanged 0), "
-            "duplicate entries 0, chunks written 562, 5.8 s")
+    line = (
+        "files 1, entries read 300, distinct papers 300 (new 300, updated 0, unchanged 0), "
+        "duplicate entries 0, chunks written 562, 5.8 s"
+    )
     assert pipeline_seconds(line) == 5.8
     assert pipeline_seconds("no timing here") is None
 

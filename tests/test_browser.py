@@ -13,11 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.services import Services
-
-pytest.register_assert_rewrite("tests.service_fixtures")
-from tests.service_fixtures import HOSTILE_TITLE, LiveServer  # noqa: E402
-
-pytest_plugins = ["tests.service_fixtures"]
+from tests.helpers import LiveServer
+from tests.service_fixtures import HOSTILE_TITLE
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -49,9 +46,7 @@ def browser():
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
 
@@ -177,8 +172,12 @@ def test_service_errors_are_visible(browser, planted_server: LiveServer) -> None
     page, _ = open_page(browser, planted_server.url + "/")
     # The service refuses the request (here: a question over its length limit, sent by another
     # client): the 422 reason is shown and the page stays usable.
-    page.route("**/chat", lambda route: route.continue_(post_data=json.dumps(
-        {"messages": [{"role": "user", "content": "x" * 5000}], "stream": True})))
+    page.route(
+        "**/chat",
+        lambda route: route.continue_(
+            post_data=json.dumps({"messages": [{"role": "user", "content": "x" * 5000}], "stream": True})
+        ),
+    )
     turn = ask(page, QUESTION, 0)
     expect(turn).to_have_attribute("data-state", "failed")
     expect(turn.locator(".notice.error")).to_contain_text("422")
@@ -242,9 +241,11 @@ def test_missing_key_asks_for_it(browser, planted_services: Services) -> None:
     """With PAPERQA_API_KEY set, a page without the key is told so, with Settings opened for it."""
     from playwright.sync_api import expect
 
-    from app.main import create_app
+    from app.http.app import create_app
 
-    settings = planted_services.settings.model_copy(update={"api_key": "sk-page-key", "rate_limit_per_minute": 0})
+    settings = planted_services.settings.model_copy(
+        update={"api_key": "sk-page-key", "rate_limit_per_minute": 0}
+    )
     with LiveServer(create_app(settings, planted_services)) as server:
         page, problems = open_page(browser, server.url + "/")
         expect(page.locator("#status")).not_to_have_class(re.compile("bad"))  # /health needs no key

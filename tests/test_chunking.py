@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import EMBED_WINDOW
+from app.core.records import Paper, title_id
+from app.core.settings import EMBED_WINDOW
 from ingest.chunking import chunk_id, chunk_paper, embed_text, make_splitter
 from ingest.parsers import corpus_files, read_file
 from ingest.pipeline import IngestSummary, dedupe
-from ingest.records import Paper, title_id
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +37,8 @@ def window_length():
     model folder's own tokenizer, loaded as sentence-transformers loads it (transformers)."""
     from transformers import AutoTokenizer
 
-    from app.embeddings import embed_model_path
-    from app.settings import Settings
+    from app.core.embeddings import embed_model_path
+    from app.core.settings import Settings
 
     tokenizer = AutoTokenizer.from_pretrained(embed_model_path(Settings(_env_file=None)))
 
@@ -92,8 +92,13 @@ def assert_covers(abstract: str, texts: list[str], whole_words: bool = True) -> 
 
 @pytest.mark.parametrize(("chunk_size", "chunk_overlap"), CONFIGS)
 def test_corpus_chunks_fit_window_start_with_title_and_lose_nothing(
-    corpus_papers, settings_factory, count_tokens, window_length, embed_model,
-    chunk_size, chunk_overlap,
+    corpus_papers,
+    settings_factory,
+    count_tokens,
+    window_length,
+    embed_model,
+    chunk_size,
+    chunk_overlap,
 ):
     settings = settings_for(settings_factory, chunk_size, chunk_overlap)
     splitter = make_splitter(count_tokens, settings.chunk_size, settings.chunk_overlap)
@@ -144,11 +149,28 @@ def test_chunking_is_deterministic(corpus_papers, count_tokens):
 
 
 def synthetic_abstract(n_words: int) -> str:
-    vocabulary = (
-        "transformer attention pluralistic inpainting quantization tokenizer wordpiece "
-        "self-supervised pre-training diffusion convolution état-de-l'art 3D-aware "
-        "x^2+y^2=z^2 µ-law H₂O naïve anti-aliasing state-of-the-art benchmark"
-    ).split()
+    vocabulary = [
+        "transformer",
+        "attention",
+        "pluralistic",
+        "inpainting",
+        "quantization",
+        "tokenizer",
+        "wordpiece",
+        "self-supervised",
+        "pre-training",
+        "diffusion",
+        "convolution",
+        "état-de-l'art",
+        "3D-aware",
+        "x^2+y^2=z^2",
+        "µ-law",
+        "H₂O",
+        "naïve",
+        "anti-aliasing",
+        "state-of-the-art",
+        "benchmark",
+    ]
     words = []
     for i in range(n_words):
         word = vocabulary[(i * 7) % len(vocabulary)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.citations import CitationStream, expand_group, finalize, looks_like_title, match_title
+from app.answering.citations import CitationStream, expand_group, finalize, looks_like_title, match_title
 
 TITLES = [
     "RepQ-ViT: Scale Reparameterization for Post-Training Quantization of Vision Transformers",
@@ -75,7 +75,12 @@ def test_real_title_kept_and_counts_as_citation() -> None:
 
 
 def test_near_title_matches_source() -> None:
-    assert match_title("RepQ-ViT: Scale Reparameterization for Post Training Quantization of Vision Transformer", TITLES) == 0
+    assert (
+        match_title(
+            "RepQ-ViT: Scale Reparameterization for Post Training Quantization of Vision Transformer", TITLES
+        )
+        == 0
+    )
     assert match_title("Completely Different Paper Title Here", TITLES) is None
 
 

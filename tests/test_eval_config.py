@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.settings import Settings
+from app.core.settings import Settings
 from eval.__main__ import build_parser
 from eval.config import ConfigError, default_config, parse_config
 from eval.judge import parse_scores
@@ -25,7 +25,11 @@ def test_default_config_is_the_settings_class_defaults() -> None:
 def test_spec_round_trips_through_the_name() -> None:
     config = parse_config("bm25:c128:k8:extractive:f0.25:cond-off")
     assert (config.retrieval_mode, config.chunk_size, config.top_k, config.llm_backend) == (
-        "bm25", 128, 8, "extractive")
+        "bm25",
+        128,
+        8,
+        "extractive",
+    )
     assert config.relevance_floor == 0.25 and config.condense_mode == "off"
     assert parse_config(config.name) == config
     assert config.collection == f"eval_c128_o{default_config().chunk_overlap}"
@@ -86,11 +90,22 @@ async def test_judge_asks_an_openai_compatible_endpoint() -> None:
 
     def reply(request: httpx.Request) -> httpx.Response:
         seen.append(json.loads(request.content))
-        return httpx.Response(200, json={
-            "id": "x", "object": "chat.completion", "created": 0, "model": "judge",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": '{"faithfulness": 5, "relevance": 3}'}}],
-        })
+        return httpx.Response(
+            200,
+            json={
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "judge",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": '{"faithfulness": 5, "relevance": 3}'},
+                    }
+                ],
+            },
+        )
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
     judge = Judge("http://judge.invalid/v1", "judge", http_client=client)

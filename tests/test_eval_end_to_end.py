@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from eval import report as rp
+from app.core.records import normalize_title
+from app.core.settings import Settings
+from eval import tables as rp
 from eval.config import default_config, parse_config
-from app.settings import Settings
 from eval.questions import load_questions, select
 from eval.runner import Runner, config_record, run_all
 from ingest.parsers import corpus_files, read_file
 from ingest.pipeline import IngestSummary, dedupe, ingest
-from ingest.records import normalize_title
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ async def test_retrieval_comparison_with_extractive_answers(small_index, embed_m
 
 
 async def test_report_suite_writes_the_document(small_index, embed_model, tmp_path: Path) -> None:
-    from eval.docs import render
+    from eval.document import render
     from eval.suite import Suite
 
     base, dev, test = small_index
@@ -126,8 +126,14 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
     for summary in summaries:
         _in_unit_interval(summary)
     document = render(suite, result, "run", dev, test)
-    for heading in ("## Recommended defaults", "## Dev: retrieval", "### Relevance floor",
-                    "## Dev: answers", "## Test (held out): shipped defaults", "Partial run"):
+    for heading in (
+        "## Recommended defaults",
+        "## Dev: retrieval",
+        "### Relevance floor",
+        "## Dev: answers",
+        "## Test (held out): shipped defaults",
+        "Partial run",
+    ):
         assert heading in document
     chart = rp.chart(summaries, tmp_path / "evaluation.png")
     assert chart.read_bytes().startswith(b"\x89PNG")

@@ -99,12 +99,6 @@ def test_refusals() -> None:
     assert m.refusal_accuracy([]) is None
 
 
-def test_would_refuse_follows_the_service_rule() -> None:
-    assert m.would_refuse(0.29, 5, 0.3)
-    assert not m.would_refuse(0.3, 5, 0.3)  # covered when sim >= floor
-    assert m.would_refuse(0.9, 0, 0.3)  # no hits: refused
-
-
 def test_key_fact_match() -> None:
     answer = "TSDAE beats earlier methods by up to 6.4 points and reaches 93.1% of in-domain performance."
     assert m.key_fact_match(answer, ["6.4 points", "93.1%"]) == 1.0
@@ -188,11 +182,18 @@ def test_answer_metrics_count_a_wrong_refusal_as_nothing_said() -> None:
     from eval.questions import Question
     from eval.runner import answer_metrics
 
-    question = Question(id="q", type="detail", question="?", gold_titles=("Gold Paper",),
-                        key_facts=("6.4", "LibriSpeech"))
+    question = Question(
+        id="q", type="detail", question="?", gold_titles=("Gold Paper",), key_facts=("6.4", "LibriSpeech")
+    )
     titles = {"gold paper": "Gold Paper", "other": "Other"}
-    answered = answer_metrics(question, "It gains 6.4 points [1].", ["Gold Paper", "Other"], False, titles,
-                              context="... 6.4 points on LibriSpeech ...")
+    answered = answer_metrics(
+        question,
+        "It gains 6.4 points [1].",
+        ["Gold Paper", "Other"],
+        False,
+        titles,
+        context="... 6.4 points on LibriSpeech ...",
+    )
     assert answered["citation_precision"] == 0.5 and answered["citation_recall"] == 1.0
     assert answered["key_fact_match"] == 0.5 and answered["context_key_facts"] == 1.0
     assert answered["false_refusal"] == 0 and answered["oos_refused"] is None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.core.records import normalize_title
 from eval.questions import (
     SETS,
     TYPES,
@@ -18,7 +19,6 @@ from eval.questions import (
     parse_question,
     select,
 )
-from ingest.records import normalize_title
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from app.access import bearer_token, is_public
-from app.body_limit import MAX_JSON_DEPTH, json_depth
-from app.rate_limit import TokenBuckets
+from app.http.middleware.api_key import bearer_token, is_public
+from app.http.middleware.body_guard import MAX_JSON_DEPTH, json_depth
+from app.http.middleware.rate_limit import TokenBuckets
 
 
 @pytest.mark.parametrize(
@@ -69,10 +69,17 @@ def test_bearer_token(headers, token) -> None:
 @pytest.mark.parametrize(
     "method, path, public",
     [
-        ("GET", "/health", True), ("GET", "/", True), ("GET", "/static/app.js", True),
-        ("HEAD", "/health", True), ("POST", "/health", False), ("GET", "/search", False),
-        ("GET", "/docs", False), ("GET", "/openapi.json", False), ("POST", "/chat", False),
-        ("GET", "/staticfoo", False), ("GET", "/papers/x", False),
+        ("GET", "/health", True),
+        ("GET", "/", True),
+        ("GET", "/static/app.js", True),
+        ("HEAD", "/health", True),
+        ("POST", "/health", False),
+        ("GET", "/search", False),
+        ("GET", "/docs", False),
+        ("GET", "/openapi.json", False),
+        ("POST", "/chat", False),
+        ("GET", "/staticfoo", False),
+        ("GET", "/papers/x", False),
     ],
 )
 def test_public_paths(method: str, path: str, public: bool) -> None:
@@ -80,9 +87,9 @@ def test_public_paths(method: str, path: str, public: bool) -> None:
 
 
 def test_route_template() -> None:
-    from app.main import create_app
-    from app.request_log import RequestLogMiddleware, route_template
-    from app.settings import Settings
+    from app.core.settings import Settings
+    from app.http.app import create_app
+    from app.http.middleware.request_log import RequestLogMiddleware, route_template
 
     app = create_app(Settings(_env_file=None))
     (routes,) = [m.kwargs["routes"] for m in app.user_middleware if m.cls is RequestLogMiddleware]
@@ -104,7 +111,7 @@ async def test_llm_gate_refuses_past_its_queue_and_its_wait() -> None:
     does not get its turn within wait_s is busy too (not left to time out in the queue)."""
     import asyncio
 
-    from app.llm import LLMBusy, _Gate
+    from app.answering.llm import LLMBusy, _Gate
 
     gate = _Gate(concurrency=1, queue=1, wait_s=0.2)
     release = asyncio.Event()
@@ -130,8 +137,12 @@ async def test_llm_gate_refuses_past_its_queue_and_its_wait() -> None:
 
 def test_queue_wait_is_a_share_of_the_answer_deadline(settings_factory) -> None:
     """PAPERQA_LLM_QUEUE_WAIT_SHARE sets how long a request may wait for the model's turn."""
-    from app.llm import OpenAIBackend
+    from app.answering.llm import OpenAIBackend
 
-    settings = settings_factory(llm_timeout_s=8.0, llm_queue_wait_share=0.25,
-                                openai_base_url="http://127.0.0.1:9/v1", llm_backend="openai")
+    settings = settings_factory(
+        llm_timeout_s=8.0,
+        llm_queue_wait_share=0.25,
+        openai_base_url="http://127.0.0.1:9/v1",
+        llm_backend="openai",
+    )
     assert OpenAIBackend(settings)._gate._wait_s == pytest.approx(2.0)

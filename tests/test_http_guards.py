@@ -1,7 +1,8 @@
-"""Hostile and unauthorised requests against the real app over the real index (extractive answers):
+"""Hostile and unauthorised requests against the real app (fast tier: a small store made with the
+hashing embedder, extractive answers):
 deeply nested JSON, a client sending its body a byte a second, the API key, CORS, the per-client
 rate limit, and the request log (one JSON line per request, never the key, prompts only when
-debugging). Oversized bodies (413) are covered in test_api.py."""
+debugging). Oversized bodies (413) are covered in test_http_chat.py."""
 
 from __future__ import annotations
 
@@ -14,15 +15,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app.main import create_app
+from app.http.app import create_app
+from app.http.middleware.request_log import REQUEST_LOGGER
 from app.services import Services, build_services
-
-pytest.register_assert_rewrite("tests.service_fixtures")
-from tests.misbehaving_llm import MisbehavingLLM  # noqa: E402
-from tests.service_fixtures import LiveServer, service_settings  # noqa: E402
-
-pytest_plugins = ["tests.service_fixtures"]
-pytestmark = pytest.mark.slow
+from tests.fakes import HashingEmbedding
+from tests.helpers import LiveServer
+from tests.misbehaving_llm import MisbehavingLLM
 
 QUESTION = "Which papers quantize vision transformers after training?"
 KEY = "s3cret-key-for-tests"
@@ -32,7 +30,9 @@ def ask(**extra: object) -> dict:
     return {"messages": [{"role": "user", "content": QUESTION}], **extra}
 
 
-async def open_client(app, client_addr: tuple[str, int] = ("127.0.0.1", 123)) -> AsyncIterator[httpx.AsyncClient]:
+async def open_client(
+    app, client_addr: tuple[str, int] = ("127.0.0.1", 123)
+) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=client_addr)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as client:
@@ -46,18 +46,21 @@ def app_with(services: Services, **overrides: object):
 
 # --- deeply nested JSON ----------------------------------------------------------------------------
 @pytest.fixture
-async def roomy(extractive_services: Services) -> AsyncIterator[httpx.AsyncClient]:
+async def roomy(contract_services: Services) -> AsyncIterator[httpx.AsyncClient]:
     """Bodies up to 2 MB, so nesting (not size) is what gets refused."""
-    async for client in open_client(app_with(extractive_services, max_body_bytes=2_000_000)):
+    async for client in open_client(app_with(contract_services, max_body_bytes=2_000_000)):
         yield client
 
 
 @pytest.mark.parametrize("path", ["/chat", "/v1/chat/completions"])
 @pytest.mark.parametrize(
     "body",
-    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
-     b'{"messages": ' + b"[" * 5000,  # unterminated, too
-     b'{"messages": [{"role": "user", "content": "hi", "x": ' + b"[" * 2000 + b"]" * 2000 + b"}]}"],
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        b'{"messages": ' + b"[" * 5000,  # unterminated, too
+        b'{"messages": [{"role": "user", "content": "hi", "x": ' + b"[" * 2000 + b"]" * 2000 + b"}]}",
+    ],
     ids=["lists", "objects", "unterminated", "inside-a-valid-body"],
 )
 async def test_deeply_nested_json_is_400(roomy: httpx.AsyncClient, path: str, body: bytes) -> None:
@@ -74,8 +77,8 @@ async def test_brackets_inside_strings_are_fine(roomy: httpx.AsyncClient) -> Non
     assert response.status_code == 200
 
 
-async def test_nested_json_within_the_default_size_limit(extractive_services: Services) -> None:
-    async for client in open_client(app_with(extractive_services)):
+async def test_nested_json_within_the_default_size_limit(contract_services: Services) -> None:
+    async for client in open_client(app_with(contract_services)):
         body = b"[" * 30_000 + b"]" * 30_000  # 60 kB: under the 64 KiB limit
         response = await client.post("/chat", content=body, headers={"content-type": "application/json"})
         assert response.status_code == 400
@@ -85,9 +88,9 @@ async def test_nested_json_within_the_default_size_limit(extractive_services: Se
 
 
 # --- a client that sends its body a byte a second -------------------------------------------------
-def test_slow_body_is_cut_off_with_408(extractive_services: Services) -> None:
+def test_slow_body_is_cut_off_with_408(contract_services: Services) -> None:
     timeout_s = 2.0
-    app = app_with(extractive_services, body_timeout_s=timeout_s)
+    app = app_with(contract_services, body_timeout_s=timeout_s)
     with LiveServer(app) as server:
         body = json.dumps(ask()).encode()
         head = (
@@ -128,8 +131,8 @@ def test_slow_body_is_cut_off_with_408(extractive_services: Services) -> None:
 
 # --- the API key ------------------------------------------------------------------------------------
 @pytest.fixture
-async def keyed(extractive_services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in open_client(app_with(extractive_services, api_key=KEY)):
+async def keyed(contract_services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in open_client(app_with(contract_services, api_key=KEY)):
         yield client
 
 
@@ -141,15 +144,25 @@ async def test_open_paths_need_no_key(keyed: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize(
     "method, path, body",
-    [("POST", "/chat", ask()), ("POST", "/chat", ask(stream=True)), ("GET", "/search?q=quantization", None),
-     ("GET", "/papers/anything", None), ("POST", "/v1/chat/completions", {"model": "paperqa", **ask()}),
-     ("GET", "/v1/models", None), ("GET", "/docs", None), ("GET", "/openapi.json", None),
-     ("POST", "/health", None)],
+    [
+        ("POST", "/chat", ask()),
+        ("POST", "/chat", ask(stream=True)),
+        ("GET", "/search?q=quantization", None),
+        ("GET", "/papers/anything", None),
+        ("POST", "/v1/chat/completions", {"model": "paperqa", **ask()}),
+        ("GET", "/v1/models", None),
+        ("GET", "/docs", None),
+        ("GET", "/openapi.json", None),
+        ("POST", "/health", None),
+    ],
 )
 async def test_everything_else_needs_the_key(keyed: httpx.AsyncClient, method: str, path: str, body) -> None:
-    for headers, reason in [({}, "needs an API key"), ({"Authorization": "Bearer wrong"}, "not valid"),
-                            ({"Authorization": f"Basic {KEY}"}, "needs an API key"),
-                            ({"Authorization": f"Bearer {KEY}x"}, "not valid")]:
+    for headers, reason in [
+        ({}, "needs an API key"),
+        ({"Authorization": "Bearer wrong"}, "not valid"),
+        ({"Authorization": f"Basic {KEY}"}, "needs an API key"),
+        ({"Authorization": f"Bearer {KEY}x"}, "not valid"),
+    ]:
         response = await keyed.request(method, path, json=body, headers=headers)
         assert response.status_code == 401, (path, headers, response.status_code)
         assert response.headers["www-authenticate"].startswith("Bearer")
@@ -168,31 +181,34 @@ async def test_the_right_key_opens_everything(keyed: httpx.AsyncClient) -> None:
 
 
 async def test_keys_are_compared_in_constant_time(keyed: httpx.AsyncClient, monkeypatch) -> None:
-    import app.access
+    import app.http.middleware.api_key
 
     calls: list[tuple[bytes, bytes]] = []
-    real = app.access.hmac.compare_digest
+    real = app.http.middleware.api_key.hmac.compare_digest
 
     def spy(a, b):
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(app.access.hmac, "compare_digest", spy)
+    monkeypatch.setattr(app.http.middleware.api_key.hmac, "compare_digest", spy)
     await keyed.get("/v1/models", headers={"Authorization": "Bearer nope"})
     assert calls == [(b"nope", KEY.encode())]
 
 
-async def test_no_key_configured_means_open(extractive_services: Services) -> None:
-    async for client in open_client(app_with(extractive_services, api_key="")):
+async def test_no_key_configured_means_open(contract_services: Services) -> None:
+    async for client in open_client(app_with(contract_services, api_key="")):
         assert (await client.get("/v1/models")).status_code == 200
 
 
 # --- CORS ---------------------------------------------------------------------------------------------
-async def test_cors_allows_only_the_configured_origins(extractive_services: Services) -> None:
-    app = app_with(extractive_services, cors_origins=["http://allowed.test"], api_key=KEY)
+async def test_cors_allows_only_the_configured_origins(contract_services: Services) -> None:
+    app = app_with(contract_services, cors_origins=["http://allowed.test"], api_key=KEY)
     async for client in open_client(app):
-        preflight = {"Origin": "http://allowed.test", "Access-Control-Request-Method": "POST",
-                     "Access-Control-Request-Headers": "authorization, content-type"}
+        preflight = {
+            "Origin": "http://allowed.test",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        }
         response = await client.options("/chat", headers=preflight)
         assert response.status_code == 200
         assert response.headers["access-control-allow-origin"] == "http://allowed.test"
@@ -207,9 +223,10 @@ async def test_cors_allows_only_the_configured_origins(extractive_services: Serv
 
 
 # --- rate limit ---------------------------------------------------------------------------------------
-async def test_rate_limit_per_client(extractive_services: Services) -> None:
-    app = app_with(extractive_services, rate_limit_per_minute=5)
+async def test_rate_limit_per_client(contract_services: Services) -> None:
+    app = app_with(contract_services, rate_limit_per_minute=5)
     async with app.router.lifespan_context(app):
+
         def client_from(address: str) -> httpx.AsyncClient:
             transport = httpx.ASGITransport(app=app, client=(address, 123))
             return httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60)
@@ -231,12 +248,12 @@ async def test_rate_limit_per_client(extractive_services: Services) -> None:
 
 # --- logs -----------------------------------------------------------------------------------------------
 def access_lines(caplog) -> list[dict]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "app.access"]
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == REQUEST_LOGGER]
 
 
-async def test_one_json_line_per_request_without_secrets(extractive_services: Services, caplog) -> None:
+async def test_one_json_line_per_request_without_secrets(contract_services: Services, caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    app = app_with(extractive_services, api_key=KEY)
+    app = app_with(contract_services, api_key=KEY)
     async for client in open_client(app, client_addr=("10.1.2.3", 4567)):
         auth = {"Authorization": f"Bearer {KEY}"}
         ok = await client.get("/search", params={"q": "secretquery quantization"}, headers=auth)
@@ -246,8 +263,11 @@ async def test_one_json_line_per_request_without_secrets(extractive_services: Se
         chat = await client.post("/chat", json=ask(), headers=auth)
     lines = access_lines(caplog)
     assert [(line["method"], line["path"], line["status"]) for line in lines] == [
-        ("GET", "/search", 200), ("GET", "/papers/{paper_id:path}", 404), ("POST", "/chat", 401),
-        ("GET", "/health", 200), ("POST", "/chat", 200),
+        ("GET", "/search", 200),
+        ("GET", "/papers/{paper_id:path}", 404),
+        ("POST", "/chat", 401),
+        ("GET", "/health", 200),
+        ("POST", "/chat", 200),
     ]
     responses = [ok, paper, refused, given, chat]
     assert [line["request_id"] for line in lines] == [r.headers["x-request-id"] for r in responses]
@@ -265,15 +285,20 @@ async def test_one_json_line_per_request_without_secrets(extractive_services: Se
 
 
 @pytest.mark.parametrize("debug", [False, True])
-async def test_prompts_are_logged_only_when_debugging(service_store, embed_model, caplog, debug: bool) -> None:
-    from app.logs import PROMPT_LOGGERS, keep_prompts_out
+async def test_prompts_are_logged_only_when_debugging(fake_store, caplog, debug: bool) -> None:
+    from app.http.logs import PROMPT_LOGGERS, keep_prompts_out
 
     with MisbehavingLLM("ok") as llm:
-        settings = service_settings(
-            service_store, llm_backend="openai", openai_base_url=llm.base_url, debug=debug,
-            rate_limit_per_minute=0, llm_timeout_s=10,
+        settings = fake_store.model_copy(
+            update=dict(
+                llm_backend="openai",
+                openai_base_url=llm.base_url,
+                debug=debug,
+                rate_limit_per_minute=0,
+                llm_timeout_s=10,
+            )
         )
-        services = build_services(settings, embed_model=embed_model)
+        services = build_services(settings, embed_model=HashingEmbedding())
         keep_prompts_out(settings)  # what python -m app does
         caplog.set_level(logging.DEBUG)
         try:

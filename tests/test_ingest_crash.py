@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.papers import get_paper
-from app.store import get_collections, iter_records, make_client
-
-pytest.register_assert_rewrite("tests.service_fixtures")
-from tests.corpus_tools import ids_of, synthetic_papers, write_jsonl  # noqa: E402
-from tests.service_fixtures import hermetic_settings  # noqa: E402
+from app.core.papers import get_paper
+from app.core.store import get_collections, iter_records, make_client
+from tests.corpus_tools import ids_of, synthetic_papers, write_jsonl
+from tests.helpers import hermetic_settings
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +55,10 @@ def snapshot(settings) -> Snapshot:
 def inconsistencies(view: Snapshot) -> list[str]:
     problems = []
     by_paper: dict[str, dict[str, list[int]]] = {}
-    for chunk_id, meta in view.chunks.items():
-        by_paper.setdefault(meta["paper_id"], {}).setdefault(meta["content_hash"], []).append(meta["chunk_index"])
+    for meta in view.chunks.values():
+        by_paper.setdefault(meta["paper_id"], {}).setdefault(meta["content_hash"], []).append(
+            meta["chunk_index"]
+        )
     for paper_id, meta in view.papers.items():
         versions = by_paper.get(paper_id, {})
         indexes = sorted(versions.get(meta["content_hash"], []))
@@ -90,7 +90,9 @@ class Readers:
                     self.problems += inconsistencies(view)
                 chunks_col, papers_col = get_collections(make_client(self.settings), self.settings.collection)
                 try:
-                    hits = chunks_col.query(query_embeddings=[self.query_vector], n_results=10, include=["metadatas"])
+                    hits = chunks_col.query(
+                        query_embeddings=[self.query_vector], n_results=10, include=["metadatas"]
+                    )
                 except Exception as exc:
                     # A new collection on a Chroma server answers vector queries only once its HNSW
                     # segment has been flushed for the first time (chroma-core/chroma#4212): an error
@@ -107,7 +109,9 @@ class Readers:
                     if paper is not None and paper.n_chunks is not None:
                         full = chunks_col.get(where={"paper_id": meta["paper_id"]}, include=["metadatas"])
                         if len(full["ids"]) < paper.n_chunks:
-                            self.problems.append(f"{meta['paper_id']} visible with {len(full['ids'])}/{paper.n_chunks} chunks")
+                            self.problems.append(
+                                f"{meta['paper_id']} visible with {len(full['ids'])}/{paper.n_chunks} chunks"
+                            )
                 self.reads += 1
             except Exception as exc:  # the collections do not exist before the first write
                 if "No index named" not in str(exc):
@@ -118,12 +122,16 @@ class Readers:
 def run_ingest(env: dict[str, str], corpus, cwd, kill_when=None) -> subprocess.CompletedProcess | None:
     command = [sys.executable, "-m", "ingest", "--quiet", str(corpus)]
     if kill_when is None:
-        return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        return subprocess.run(
+            command, env=env, cwd=cwd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+        )
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + START_BOUND_S
         while not kill_when():
-            assert process.poll() is None, f"ingest ended before the kill:\n{process.stdout.read().decode()[-3000:]}"
+            assert process.poll() is None, (
+                f"ingest ended before the kill:\n{process.stdout.read().decode()[-3000:]}"
+            )
             assert time.monotonic() < deadline, "the first batches were not written in time"
             time.sleep(0.1)
         process.send_signal(signal.SIGKILL)
@@ -150,14 +158,22 @@ def test_killed_ingest_leaves_a_consistent_store(
     collection = "crash_" + uuid.uuid4().hex[:8]
     if store == "server":
         host, port = request.getfixturevalue("chroma_server")
-        settings = hermetic_settings(chroma_host=host, chroma_port=port, collection=collection,
-                                     chroma_path=tmp_path / "unused")
-        env = clean_env(PAPERQA_CHROMA_HOST=host, PAPERQA_CHROMA_PORT=str(port), PAPERQA_COLLECTION=collection,
-                        PYTHONPATH=str(project_dir))
+        settings = hermetic_settings(
+            chroma_host=host, chroma_port=port, collection=collection, chroma_path=tmp_path / "unused"
+        )
+        env = clean_env(
+            PAPERQA_CHROMA_HOST=host,
+            PAPERQA_CHROMA_PORT=str(port),
+            PAPERQA_COLLECTION=collection,
+            PYTHONPATH=str(project_dir),
+        )
     else:
         settings = hermetic_settings(chroma_path=tmp_path / "chroma", collection=collection)
-        env = clean_env(PAPERQA_CHROMA_PATH=str(tmp_path / "chroma"), PAPERQA_COLLECTION=collection,
-                        PYTHONPATH=str(project_dir))
+        env = clean_env(
+            PAPERQA_CHROMA_PATH=str(tmp_path / "chroma"),
+            PAPERQA_COLLECTION=collection,
+            PYTHONPATH=str(project_dir),
+        )
     records = synthetic_papers(N_PAPERS, tag="Crash")
     corpus = write_jsonl(tmp_path / "synthetic.jsonl", records)
 

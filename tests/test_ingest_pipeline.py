@@ -14,11 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from app.embeddings import embedding_identity
-
-from app.store import LAYOUT_KEYS, PAPERS_SUFFIX, StoreUnavailable, get_collections, iter_records, make_client
+from app.core.embeddings import embedding_identity
+from app.core.errors import LayoutMismatch
+from app.core.records import paper_id_for
+from app.core.store import (
+    LAYOUT_KEYS,
+    PAPERS_SUFFIX,
+    StoreUnavailable,
+    get_collections,
+    iter_records,
+    make_client,
+)
 from ingest.pipeline import IngestError, IngestSummary, ingest
-from ingest.records import paper_id_for
 
 pytestmark = pytest.mark.slow
 
@@ -198,8 +205,12 @@ def run(embed_model, count_tokens):
 
     def go(settings, paths, **kwargs) -> IngestSummary:
         return ingest(
-            settings, [Path(p) for p in paths], embed_model=embed_model,
-            count_tokens=count_tokens, progress=False, **kwargs,
+            settings,
+            [Path(p) for p in paths],
+            embed_model=embed_model,
+            count_tokens=count_tokens,
+            progress=False,
+            **kwargs,
         )
 
     return go
@@ -305,7 +316,9 @@ def test_good_and_bad_lines(settings_factory, tmp_path, run):
     s = run(settings, [path, empty])
     assert (s.files, s.entries, s.new) == (2, 3, 3)
     assert [i.split(":")[:2] for i in s.issues[:3]] == [
-        ["mixed.jsonl", "2"], ["mixed.jsonl", "3"], ["mixed.jsonl", "5"],
+        ["mixed.jsonl", "2"],
+        ["mixed.jsonl", "3"],
+        ["mixed.jsonl", "5"],
     ]
     assert "malformed JSON" in s.issues[0] and "missing or empty abstract" in s.issues[1]
     assert len(s.issues) == 4 and str(empty) in s.issues[3] and "empty" in s.issues[3]
@@ -321,9 +334,9 @@ def test_mismatched_chunk_size_refused_until_reset(settings_factory, small_corpu
     run(settings, [small_corpus])
     before = read_store(settings)
     other = settings.model_copy(update={"chunk_size": 128})
-    with pytest.raises(IngestError, match="--reset") as excinfo:
+    with pytest.raises(LayoutMismatch, match="--reset") as excinfo:  # the one layout check (app.core.store)
         run(other, [small_corpus])
-    assert f"paperqa_chunk_size={settings.chunk_size}" in str(excinfo.value) and "128" in str(excinfo.value)
+    assert f"chunk_size {settings.chunk_size}" in str(excinfo.value) and "give 128" in str(excinfo.value)
     assert read_store(settings).chunks.keys() == before.chunks.keys()  # nothing written
 
     s = run(other, [small_corpus], reset=True)

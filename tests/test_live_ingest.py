@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
 import httpx
 import pytest
 
-from app.main import create_app
+from app.core.store import PAPERS_SUFFIX, make_client
+from app.http.app import create_app
 from app.services import build_services
-from app.store import PAPERS_SUFFIX, make_client
+from tests.corpus_tools import ids_of, synthetic_papers, write_jsonl
+from tests.helpers import LiveServer, hermetic_settings
 
-pytest.register_assert_rewrite("tests.service_fixtures")
-from tests.corpus_tools import ids_of, synthetic_papers, write_jsonl  # noqa: E402
-from tests.service_fixtures import LiveServer, hermetic_settings  # noqa: E402
-
-pytest_plugins = ["tests.service_fixtures"]
 pytestmark = pytest.mark.slow
 
 NEEDLE = {
@@ -46,20 +42,39 @@ def test_search_keeps_working_during_ingest_and_finds_new_papers(
     host, port = chroma_server
     collection = "live_" + uuid.uuid4().hex[:8]
     settings = hermetic_settings(
-        chroma_host=host, chroma_port=port, collection=collection, chroma_path=tmp_path / "unused",
-        llm_backend="extractive", rate_limit_per_minute=0, index_refresh_s=1.0,
+        chroma_host=host,
+        chroma_port=port,
+        collection=collection,
+        chroma_path=tmp_path / "unused",
+        llm_backend="extractive",
+        rate_limit_per_minute=0,
+        index_refresh_s=1.0,
     )
     initial = synthetic_papers(40, tag="Initial")
     write_jsonl(tmp_path / "initial.jsonl", initial)
-    ingest(settings, [tmp_path / "initial.jsonl"], embed_model=embed_model, count_tokens=count_tokens, progress=False)
+    ingest(
+        settings,
+        [tmp_path / "initial.jsonl"],
+        embed_model=embed_model,
+        count_tokens=count_tokens,
+        progress=False,
+    )
     added = synthetic_papers(150, tag="Added", start=40) + [NEEDLE]
     corpus = write_jsonl(tmp_path / "added.jsonl", added)
 
     services = build_services(settings, embed_model=embed_model)
     assert services.retriever.n_papers == 40
-    env = clean_env(PAPERQA_CHROMA_HOST=host, PAPERQA_CHROMA_PORT=str(port), PAPERQA_COLLECTION=collection,
-                    PYTHONPATH=str(project_dir))
-    with LiveServer(create_app(services=services)) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+    env = clean_env(
+        PAPERQA_CHROMA_HOST=host,
+        PAPERQA_CHROMA_PORT=str(port),
+        PAPERQA_COLLECTION=collection,
+        PYTHONPATH=str(project_dir),
+    )
+    with (
+        LiveServer(create_app(services=services)) as server,
+        httpx.Client(base_url=server.url, timeout=60) as http,
+    ):
+
         def needle_found() -> bool:
             response = http.get("/search", params={"q": NEEDLE_QUERY, "mode": "bm25", "k": 3})
             assert response.status_code == 200, response.text
@@ -67,12 +82,23 @@ def test_search_keeps_working_during_ingest_and_finds_new_papers(
 
         assert not needle_found()
         statuses: list[int] = []
-        process = subprocess.Popen([sys.executable, "-m", "ingest", "--quiet", str(corpus)], env=env,
-                                   cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ingest", "--quiet", str(corpus)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 600
-            queries = ["quantization of vision transformers", "graph neural networks", "speech recognition",
-                       "Added Study", "music generation"]
+            queries = [
+                "quantization of vision transformers",
+                "graph neural networks",
+                "speech recognition",
+                "Added Study",
+                "music generation",
+            ]
             while process.poll() is None:
                 assert time.monotonic() < deadline, "ingest did not finish in 10 minutes"
                 for mode in ("hybrid", "dense", "bm25"):
@@ -90,7 +116,9 @@ def test_search_keeps_working_during_ingest_and_finds_new_papers(
         # The new paper is found by BM25 within the refresh bound, without a restart.
         started = time.monotonic()
         while not needle_found():
-            assert time.monotonic() - started < FINDABLE_BOUND_S, "a paper ingested after start never became findable"
+            assert time.monotonic() - started < FINDABLE_BOUND_S, (
+                "a paper ingested after start never became findable"
+            )
             time.sleep(0.5)
         assert services.retriever.n_papers == 40 + len(added)
         top = http.get("/search", params={"q": NEEDLE_QUERY}).json()["results"][0]
@@ -104,15 +132,27 @@ def test_refresh_off_keeps_the_start_index(chroma_server, tmp_path, embed_model,
 
     host, port = chroma_server
     settings = hermetic_settings(
-        chroma_host=host, chroma_port=port, collection="frozen_" + uuid.uuid4().hex[:8],
-        chroma_path=tmp_path / "unused", llm_backend="extractive", index_refresh_s=0,
+        chroma_host=host,
+        chroma_port=port,
+        collection="frozen_" + uuid.uuid4().hex[:8],
+        chroma_path=tmp_path / "unused",
+        llm_backend="extractive",
+        index_refresh_s=0,
     )
     write_jsonl(tmp_path / "a.jsonl", synthetic_papers(5, tag="Frozen"))
-    ingest(settings, [tmp_path / "a.jsonl"], embed_model=embed_model, count_tokens=count_tokens, progress=False)
+    ingest(
+        settings, [tmp_path / "a.jsonl"], embed_model=embed_model, count_tokens=count_tokens, progress=False
+    )
     services = build_services(settings, embed_model=embed_model)
     with LiveServer(create_app(services=services)):
         write_jsonl(tmp_path / "b.jsonl", [NEEDLE])
-        ingest(settings, [tmp_path / "b.jsonl"], embed_model=embed_model, count_tokens=count_tokens, progress=False)
+        ingest(
+            settings,
+            [tmp_path / "b.jsonl"],
+            embed_model=embed_model,
+            count_tokens=count_tokens,
+            progress=False,
+        )
         time.sleep(2.0)
         assert services.retriever.n_papers == 5
     assert services.retriever.reload_bm25() == services.retriever.stored_chunks()
@@ -125,10 +165,16 @@ def test_collections_made_through_the_server_carry_no_embedding_function(
     from ingest.pipeline import ingest
 
     host, port = chroma_server
-    settings = hermetic_settings(chroma_host=host, chroma_port=port, collection="noef_" + uuid.uuid4().hex[:8],
-                                 chroma_path=tmp_path / "unused")
+    settings = hermetic_settings(
+        chroma_host=host,
+        chroma_port=port,
+        collection="noef_" + uuid.uuid4().hex[:8],
+        chroma_path=tmp_path / "unused",
+    )
     write_jsonl(tmp_path / "a.jsonl", synthetic_papers(3, tag="NoEF"))
-    ingest(settings, [tmp_path / "a.jsonl"], embed_model=embed_model, count_tokens=count_tokens, progress=False)
+    ingest(
+        settings, [tmp_path / "a.jsonl"], embed_model=embed_model, count_tokens=count_tokens, progress=False
+    )
     # What the server stored, read over its HTTP API (not through the client's own defaults).
     base = f"http://{host}:{port}/api/v2/tenants/default_tenant/databases/default_database/collections"
     for name in (settings.collection, settings.collection + PAPERS_SUFFIX):

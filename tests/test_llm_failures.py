@@ -1,7 +1,7 @@
 """An OpenAI-compatible LLM endpoint that fails in every way we know, through the real service.
 
-The service is the real one (``create_app`` over ``build_services`` on the bundled index, the
-``openai`` backend with ``llm_timeout_s=3`` and ``llm_retries=2``); the endpoint is a real HTTP
+The service is the real one (``create_app`` over ``build_services`` on a small store made with the
+hashing embedder of :mod:`tests.fakes`, the ``openai`` backend with ``llm_timeout_s=3`` and ``llm_retries=2``); the endpoint is a real HTTP
 server on 127.0.0.1 that misbehaves on purpose (``tests/misbehaving_llm.py``). Whatever the
 endpoint does, the service answers within the timeout: ``POST /chat`` with 503 and an extractive
 ``fallback``, the stream with an ``error`` event then ``done``, ``/v1/chat/completions`` with an
@@ -17,15 +17,15 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from app.answer import AnswerResult
-from app.main import create_app
+from app.answering.types import AnswerResult
+from app.http.app import create_app
 from app.services import Services, build_services
+from tests.fakes import HashingEmbedding
+from tests.helpers import app_client
+from tests.misbehaving_llm import MisbehavingLLM
+from tests.sse import parse_sse
 
-pytest.register_assert_rewrite("tests.service_fixtures")
-from tests.misbehaving_llm import MisbehavingLLM  # noqa: E402
-from tests.service_fixtures import parse_sse, service_settings  # noqa: E402
-
-pytest_plugins = ["tests.service_fixtures"]
+# No model is loaded, but the failure modes wait out real timeouts (about a minute in all).
 pytestmark = pytest.mark.slow
 
 TIMEOUT_S = 3.0
@@ -45,7 +45,7 @@ def llm() -> Iterator[MisbehavingLLM]:
         yield server
 
 
-def openai_services(service_store, embed_model, base_url: str, **overrides: object) -> Services:
+def openai_services(fake_store, base_url: str, **overrides: object) -> Services:
     values: dict[str, object] = {
         "llm_backend": "openai",
         "openai_base_url": base_url,
@@ -54,32 +54,31 @@ def openai_services(service_store, embed_model, base_url: str, **overrides: obje
         "llm_retries": 2,
         "rate_limit_per_minute": 0,
     }
-    settings = service_settings(service_store, **{**values, **overrides})
-    return build_services(settings, embed_model=embed_model)
+    settings = fake_store.model_copy(update={**values, **overrides})
+    return build_services(settings, embed_model=HashingEmbedding())
 
 
 @pytest.fixture(scope="module")
-def served(service_store, embed_model, llm: MisbehavingLLM) -> Services:
-    return openai_services(service_store, embed_model, llm.base_url)
+def served(fake_store, llm: MisbehavingLLM) -> Services:
+    return openai_services(fake_store, llm.base_url)
 
 
 @pytest.fixture(scope="module")
-def down(service_store, embed_model) -> Services:
-    from tests.conftest import free_local_port
+def down(fake_store) -> Services:
+    from bench.processes import free_port
 
-    return openai_services(service_store, embed_model, f"http://127.0.0.1:{free_local_port()}/v1")
+    return openai_services(fake_store, f"http://127.0.0.1:{free_port()}/v1")
 
 
 async def client_for(services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(services=services)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=120) as client:
-            yield client
+    async with app_client(create_app(services=services), timeout_s=120) as client:
+        yield client
 
 
 @pytest.fixture
-async def client(request, served: Services, down: Services, llm: MisbehavingLLM) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    request, served: Services, down: Services, llm: MisbehavingLLM
+) -> AsyncIterator[httpx.AsyncClient]:
     mode = request.param
     llm.mode = "ok" if mode == "down" else mode
     llm.requests.clear()
@@ -160,14 +159,16 @@ async def test_openai_stream_sends_the_fallback_after_a_note(client: httpx.Async
 
 
 @pytest.mark.parametrize("client", ["flaky"], indirect=True)
-async def test_two_500s_then_ok_is_retried_with_backoff(client: httpx.AsyncClient, llm: MisbehavingLLM) -> None:
+async def test_two_500s_then_ok_is_retried_with_backoff(
+    client: httpx.AsyncClient, llm: MisbehavingLLM
+) -> None:
     response = await client.post("/chat", json=ask())
     assert response.status_code == 200, response.text
     result = AnswerResult.model_validate(response.json())
     assert result.backend == "openai" and result.fallback_reason is None
     assert result.citations
     assert len(llm.requests) == 3, "two failures, then the answer"
-    gaps = [b.at - a.at for a, b in zip(llm.requests, llm.requests[1:])]
+    gaps = [b.at - a.at for a, b in zip(llm.requests, llm.requests[1:], strict=False)]
     assert all(gap >= 0.3 for gap in gaps), f"retried without backoff: {gaps}"
 
     llm.requests.clear()  # the same before streaming has started
@@ -177,9 +178,9 @@ async def test_two_500s_then_ok_is_retried_with_backoff(client: httpx.AsyncClien
     assert len(llm.requests) == 3 and all(seen.stream for seen in llm.requests)
 
 
-async def test_retries_are_bounded(service_store, embed_model, llm: MisbehavingLLM) -> None:
+async def test_retries_are_bounded(fake_store, llm: MisbehavingLLM) -> None:
     """With one retry allowed, two 500s are one too many: 2 requests, then the fallback."""
-    services = openai_services(service_store, embed_model, llm.base_url, llm_retries=1)
+    services = openai_services(fake_store, llm.base_url, llm_retries=1)
     llm.mode, llm.fail_times = "flaky", 2
     llm.requests.clear()
     try:

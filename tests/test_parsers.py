@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app.core.records import Paper, ParseIssue, normalize_title, paper_id_for, title_id
 from ingest.parsers import (
     LISTING_BOILERPLATE,
     UnreadableFile,
@@ -21,11 +22,8 @@ from ingest.parsers import (
     sniff_format,
 )
 from ingest.pipeline import IngestSummary, dedupe
-from ingest.records import Paper, ParseIssue, normalize_title, paper_id_for, title_id
 
-ABSTRACT = (
-    "We study a problem at length and propose a method that is long enough to be an abstract."
-)
+ABSTRACT = "We study a problem at length and propose a method that is long enough to be an abstract."
 
 
 def numbered(*lines: str) -> list[tuple[int, str]]:
@@ -134,9 +132,7 @@ def test_corpus_titles_shorter_than_abstracts(corpus_papers):
 
 
 def test_listing_title_without_abstract_at_end_is_reported():
-    records = list(
-        parse_listing(numbered("Title One", ABSTRACT, "Orphan Title At The End"), "f.txt")
-    )
+    records = list(parse_listing(numbered("Title One", ABSTRACT, "Orphan Title At The End"), "f.txt"))
     assert [p.title for p in papers_of(records)] == ["Title One"]
     (issue,) = issues_of(records)
     assert (issue.source, issue.line) == ("f.txt", 3)
@@ -167,8 +163,14 @@ def test_listing_date_lines_dropped(date: str):
 
 
 def test_listing_crlf_line_endings(tmp_path: Path):
-    lines = ["Get trending papers in your email inbox!", "SubscribeTitle One", ABSTRACT, "",
-             "Title Two", ABSTRACT + "  "]
+    lines = [
+        "Get trending papers in your email inbox!",
+        "SubscribeTitle One",
+        ABSTRACT,
+        "",
+        "Title Two",
+        ABSTRACT + "  ",
+    ]
     path = write_lines(tmp_path / "crlf.txt", lines, newline="\r\n")
     records = list(read_file(path))
     assert issues_of(records) == []
@@ -181,9 +183,7 @@ def test_listing_crlf_line_endings(tmp_path: Path):
 
 
 def test_listing_too_short_abstract_reported_and_parser_stays_in_step():
-    records = list(
-        parse_listing(numbered("Title One", "Too short.", "Title Two", ABSTRACT), "f.txt")
-    )
+    records = list(parse_listing(numbered("Title One", "Too short.", "Title Two", ABSTRACT), "f.txt"))
     (issue,) = issues_of(records)
     assert issue.line == 1 and "too short" in issue.message and "Title One" in issue.message
     assert [(p.title, p.abstract) for p in papers_of(records)] == [("Title Two", ABSTRACT)]
@@ -213,8 +213,13 @@ def test_listing_whitespace_inside_lines_normalised():
 
 
 def test_listing_file_with_utf8_bom(tmp_path: Path):
-    lines = ["Get trending papers in your email inbox!", "SubscribeTitle One", ABSTRACT,
-             "Title Two", ABSTRACT]
+    lines = [
+        "Get trending papers in your email inbox!",
+        "SubscribeTitle One",
+        ABSTRACT,
+        "Title Two",
+        ABSTRACT,
+    ]
     path = tmp_path / "bom.txt"
     path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode("utf-8") + b"\n")
     records = list(read_file(path))
@@ -585,8 +590,9 @@ def test_corpus_files_expands_directories(tmp_path: Path):
 
 
 def make_paper(title: str, abstract: str = ABSTRACT, source: str = "a.txt", line: int = 1, **kw):
-    return Paper(id=kw.pop("id", title_id(title)), title=title, abstract=abstract, source=source,
-                 line=line, **kw)
+    return Paper(
+        id=kw.pop("id", title_id(title)), title=title, abstract=abstract, source=source, line=line, **kw
+    )
 
 
 def test_dedupe_same_id_same_content_is_a_duplicate():

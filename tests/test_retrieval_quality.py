@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.answer import query_weights, standalone_queries
-from app.store import get_collections, make_client
+from app.core.store import get_collections, make_client
+from app.retrieval.queries import query_weights, standalone_queries
 from eval.questions import load_questions
 
 pytestmark = pytest.mark.slow
@@ -39,13 +39,16 @@ def test_vector_index_finds_what_an_exact_search_finds(bundled_index, embed_mode
 
 
 def test_vague_follow_up_leans_on_its_context(bundled_index) -> None:
-    """"What does it mask?" after a question about the lidar paper keeps that paper among the first
+    """ "What does it mask?" after a question about the lidar paper keeps that paper among the first
     three. Before the raw question's weight was scaled by its content words, the paper was third
     on one CPU and fourth on another, by a fused-score margin of 1 %; now it leads the fourth paper
     by about 10 % on both (int8 and fp32)."""
     messages = [
         {"role": "user", "content": "Which paper applies masked autoencoders to lidar point clouds?"},
-        {"role": "assistant", "content": "Masked Autoencoder for Self-Supervised Pre-training on Lidar Point Clouds [1]."},
+        {
+            "role": "assistant",
+            "content": "Masked Autoencoder for Self-Supervised Pre-training on Lidar Point Clouds [1].",
+        },
         {"role": "user", "content": "What does it mask?"},
     ]
     settings = bundled_index.settings

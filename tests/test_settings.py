@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.settings import PROJECT_ROOT, Settings
+from app.core.settings import PROJECT_ROOT, Settings
 
 ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
 

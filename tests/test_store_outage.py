@@ -16,15 +16,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-import app.main as main
-from app.main import create_app
+import app.http.app as main
+from app.http.app import create_app
 from app.services import build_services
+from tests.corpus_tools import ids_of, real_papers, write_jsonl
+from tests.helpers import LiveServer, hermetic_settings
+from tests.sse import parse_sse
 
-pytest.register_assert_rewrite("tests.service_fixtures")
-from tests.corpus_tools import ids_of, real_papers, write_jsonl  # noqa: E402
-from tests.service_fixtures import LiveServer, hermetic_settings, parse_sse  # noqa: E402
-
-pytest_plugins = ["tests.service_fixtures"]
 pytestmark = pytest.mark.slow
 
 QUESTION = "Which papers quantize vision transformers after training?"
@@ -41,9 +39,15 @@ def small_corpus(tmp_path) -> list[dict]:
 
 def server_settings(chroma, tmp_path, **overrides):
     values = dict(
-        chroma_host=chroma.host, chroma_port=chroma.port, collection="outage",
-        chroma_path=tmp_path / "unused", llm_backend="extractive", store_timeout_s=3.0,
-        store_retry_s=1.0, rate_limit_per_minute=0, index_refresh_s=0,
+        chroma_host=chroma.host,
+        chroma_port=chroma.port,
+        collection="outage",
+        chroma_path=tmp_path / "unused",
+        llm_backend="extractive",
+        store_timeout_s=3.0,
+        store_retry_s=1.0,
+        rate_limit_per_minute=0,
+        index_refresh_s=0,
     )
     values.update(overrides)
     return hermetic_settings(**values)
@@ -53,8 +57,13 @@ def ingest_into(settings, tmp_path, embed_model, count_tokens) -> list[dict]:
     from ingest.pipeline import ingest
 
     records = small_corpus(tmp_path)
-    summary = ingest(settings, [tmp_path / "small.jsonl"], embed_model=embed_model,
-                     count_tokens=count_tokens, progress=False)
+    summary = ingest(
+        settings,
+        [tmp_path / "small.jsonl"],
+        embed_model=embed_model,
+        count_tokens=count_tokens,
+        progress=False,
+    )
     assert summary.new == len(records), summary.render()
     return records
 
@@ -83,8 +92,10 @@ def test_store_dies_and_comes_back(chroma_process, tmp_path, embed_model, count_
     records = ingest_into(settings, tmp_path, embed_model, count_tokens)
     paper_id = ids_of(records)[0]
     services = build_services(settings, embed_model=embed_model)
-    with LiveServer(create_app(services=services)) as server, \
-            httpx.Client(base_url=server.url, timeout=60) as http:
+    with (
+        LiveServer(create_app(services=services)) as server,
+        httpx.Client(base_url=server.url, timeout=60) as http,
+    ):
         assert ready(http)
         before = http.get("/search", params={"q": QUESTION}).json()["results"]
         assert before
@@ -98,13 +109,18 @@ def test_store_dies_and_comes_back(chroma_process, tmp_path, embed_model, count_
             http.get("/search", params={"q": QUESTION}),
             http.post("/chat", json={"messages": [{"role": "user", "content": QUESTION}]}),
             http.get(f"/papers/{paper_id}"),
-            http.post("/v1/chat/completions", json={"model": "paperqa", "messages": [{"role": "user", "content": QUESTION}]}),
+            http.post(
+                "/v1/chat/completions",
+                json={"model": "paperqa", "messages": [{"role": "user", "content": QUESTION}]},
+            ),
         ):
             assert response.status_code == 503, response.text
             detail = response.json()["detail"]
             assert "paper store is unavailable" in detail and str(chroma_process.port) in detail, detail
             assert "Traceback" not in response.text
-        stream = http.post("/chat", json={"messages": [{"role": "user", "content": QUESTION}], "stream": True})
+        stream = http.post(
+            "/chat", json={"messages": [{"role": "user", "content": QUESTION}], "stream": True}
+        )
         events = parse_sse(stream.text)
         assert [name for name, _ in events] == ["error"]
         assert "paper store is unavailable" in json.loads(events[0][1])["message"]
@@ -115,7 +131,9 @@ def test_store_dies_and_comes_back(chroma_process, tmp_path, embed_model, count_
         assert after.status_code == 200
         assert [r["paper_id"] for r in after.json()["results"]] == [r["paper_id"] for r in before]
         assert http.get(f"/papers/{paper_id}").status_code == 200
-        assert http.post("/chat", json={"messages": [{"role": "user", "content": QUESTION}]}).status_code == 200
+        assert (
+            http.post("/chat", json={"messages": [{"role": "user", "content": QUESTION}]}).status_code == 200
+        )
 
 
 def test_service_starts_while_the_store_is_down(
@@ -153,8 +171,10 @@ def test_a_hung_store_does_not_hang_the_service(chroma_process, tmp_path, embed_
     settings = server_settings(chroma_process, tmp_path)
     ingest_into(settings, tmp_path, embed_model, count_tokens)
     services = build_services(settings, embed_model=embed_model)
-    with LiveServer(create_app(services=services)) as server, \
-            httpx.Client(base_url=server.url, timeout=20) as http:
+    with (
+        LiveServer(create_app(services=services)) as server,
+        httpx.Client(base_url=server.url, timeout=20) as http,
+    ):
         assert ready(http)
         chroma_process.pause()
         try:

@@ -1,0 +1,101 @@
+"""What the model is shown: numbered sources within a token budget, and the chat messages.
+
+Pure functions (tiktoken counts the tokens), tested without a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from app.answering.prompts import Prompts
+from app.answering.types import Citation, Source
+from app.core import offline
+from app.retrieval.queries import Turn
+from app.retrieval.types import PaperHit
+
+HISTORY_CHARS = 400  # each earlier turn shown to the model is cut to this
+
+
+@lru_cache(maxsize=1)
+def _encoding() -> Any:
+    offline.configure()  # tiktoken reads its encodings from the copy llama-index-core ships
+    import tiktoken
+
+    return tiktoken.get_encoding("cl100k_base")
+
+
+def count_tokens(text: str) -> int:
+    return len(_encoding().encode(text, disallowed_special=()))
+
+
+def truncate_tokens(text: str, budget: int) -> str:
+    tokens = _encoding().encode(text, disallowed_special=())
+    if len(tokens) <= budget:
+        return text
+    return str(_encoding().decode(tokens[: max(budget, 0)])).rstrip() + " …"
+
+
+def build_sources(hits: Sequence[PaperHit], budget: int) -> list[Source]:
+    """Number the papers and fit their best passages into ``budget`` tiktoken tokens in all.
+
+    Each source gets an equal share, so a long first passage cannot crowd out the others; a
+    source that would get almost nothing is left out rather than shown as a stub.
+    """
+    if not hits:
+        return []
+    share = budget // len(hits)
+    sources: list[Source] = []
+    for hit in hits:
+        header = count_tokens(f"[{len(sources) + 1}] {hit.title}: ")
+        room = share - header
+        if room < 24:
+            continue
+        passage = " … ".join(p.text for p in hit.passages)
+        sources.append(
+            Source(
+                n=len(sources) + 1,
+                paper_id=hit.paper_id,
+                title=hit.title,
+                passage=truncate_tokens(passage, room),
+                score=hit.score,
+                similarity=hit.best_dense,
+                url=hit.url,
+            )
+        )
+    return sources
+
+
+def render_sources(sources: Sequence[Source]) -> str:
+    return "\n\n".join(f"[{s.n}] {s.title}: {s.passage}" for s in sources)
+
+
+def render_history(messages: Sequence[Turn]) -> str:
+    return "\n".join(
+        f"{m['role']}: {m['content'][:HISTORY_CHARS]}" for m in messages if m["role"] != "system"
+    )
+
+
+def build_messages(prompts: Prompts, sources: Sequence[Source], messages: Sequence[Turn]) -> list[Turn]:
+    history: list[Turn] = [
+        {"role": m["role"], "content": m["content"][:HISTORY_CHARS]}
+        for m in messages[:-1][-2:]
+        if m["role"] in ("user", "assistant")
+    ]
+    user = prompts.answer.format(sources=render_sources(sources), question=messages[-1]["content"].strip())
+    return [{"role": "system", "content": prompts.system}, *history, {"role": "user", "content": user}]
+
+
+def make_citations(sources: Sequence[Source], cited: Sequence[int]) -> list[Citation]:
+    return [
+        Citation(
+            marker=marker,
+            paper_id=sources[index].paper_id,
+            title=sources[index].title,
+            passage=sources[index].passage,
+            score=sources[index].score,
+            url=sources[index].url,
+        )
+        for marker, index in enumerate(cited, start=1)
+    ]

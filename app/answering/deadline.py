@@ -1,0 +1,30 @@
+"""A stream of model deltas under one deadline, applied to each wait for the model.
+
+Time spent by the consumer between pieces (a slow client, say) is not the model's: the deadline is
+checked and enforced only while waiting for the next piece.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+
+
+async def within_deadline(pieces: AsyncIterator[str], deadline: float) -> AsyncGenerator[str, None]:
+    """Yield ``pieces`` until they end; TimeoutError once ``time.monotonic()`` passes ``deadline``
+    while waiting. The source is closed in every case (which stops generation)."""
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            try:
+                piece = await asyncio.wait_for(anext(pieces), remaining)
+            except StopAsyncIteration:
+                return
+            yield piece
+    finally:
+        aclose = getattr(pieces, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,0 +1,56 @@
+"""The retrieval queries of a conversation, and their fusion weights. Pure functions.
+
+A follow-up is searched twice: with its raw text and with the previous user turn joined to it;
+retrieval fuses both rankings, so a follow-up can never lose what its raw text finds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, TypedDict
+
+from app.core.text import terms
+
+
+class Turn(TypedDict):
+    """One message of a conversation (also the shape of an LLM chat message)."""
+
+    role: Literal["system", "user", "assistant"] | str
+    content: str
+
+
+def standalone_queries(messages: Sequence[Turn]) -> list[str]:
+    """The raw last question first, then (for a follow-up) the previous user turn joined to it."""
+    question = messages[-1]["content"].strip()
+    earlier = [m["content"].strip() for m in messages[:-1] if m["role"] == "user"]
+    if not earlier:
+        return [question]
+    return [question, f"{earlier[-1]} {question}"]
+
+
+def query_weights(queries: Sequence[str], raw_weight: float, full_weight_terms: int) -> list[float]:
+    """Fusion weights of :func:`standalone_queries`: alone, the question counts fully; in a
+    follow-up its raw text counts ``raw_weight``, scaled down when it says little by itself.
+
+    A vague follow-up ("What does it mask?": one content word) leans on its context: with fewer
+    than ``full_weight_terms`` content words its raw rankings count proportionally less, so they
+    cannot outvote the standalone question that names the topic.
+    """
+    if len(queries) == 1:
+        return [1.0]
+    own = len(terms(queries[0]))
+    share = 1.0 if full_weight_terms <= 0 else min(1.0, own / full_weight_terms)
+    return [raw_weight * share] + [1.0] * (len(queries) - 1)
+
+
+def question_problem(roles_and_contents: Sequence[tuple[str, str]]) -> str | None:
+    """Why a conversation has no question to answer (its last message must be a non-blank user
+    message), or None. The one statement of that rule; the HTTP schemas call it."""
+    if not roles_and_contents:
+        return "the conversation is empty"
+    role, content = roles_and_contents[-1]
+    if role != "user":
+        return f"the last message must be from the user (got role {role!r})"
+    if not content.strip():
+        return "the question (the last message) is empty"
+    return None

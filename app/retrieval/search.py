@@ -1,0 +1,185 @@
+"""Find the papers for a question: dense (Chroma) and BM25 over the same chunks, fused, per paper.
+
+Everything is a LlamaIndex retriever: :class:`DenseRetriever` wraps a ``VectorIndexRetriever``
+over ``ChromaVectorStore`` (scores as cosine similarity), the BM25 side is
+:class:`~app.retrieval.lexical.LexicalIndex`, a question's two rankings are fused by LlamaIndex's
+``QueryFusionRetriever`` (reciprocal rank fusion), and :class:`PaperRetriever` groups the fused
+chunks per paper. A follow-up's queries are fused with per-query weights, which the LlamaIndex
+fusion cannot do; :func:`app.retrieval.fusion.rrf` does that (docs/evaluation.md, "Fusion").
+
+The relevance floor reads the best dense cosine similarity between the question and any chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from llama_index.core.retrievers import BaseRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from app.core.chunks import PUBLIC_METADATA, stored_chunk_node
+from app.core.settings import RetrievalMode, Settings
+from app.retrieval.fusion import cosine_from_chroma, group_by_paper, rrf
+from app.retrieval.lexical import LexicalIndex
+from app.retrieval.types import PaperHit, Passage, RetrievalResult
+
+LLAMA_INDEX_RRF_K = 60  # the k QueryFusionRetriever's reciprocal rank fusion uses
+
+
+class DenseRetriever(BaseRetriever):
+    """One search's dense side; remembers the cosine similarity of every chunk it returned."""
+
+    def __init__(self, index: Any, k: int) -> None:
+        super().__init__()
+        self._index, self._k = index, k
+        self.cosines: dict[str, float] = {}
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        hits = self._index.as_retriever(similarity_top_k=self._k).retrieve(query_bundle)
+        out = []
+        for hit in hits:
+            cosine = cosine_from_chroma(hit.score or 0.0)
+            node = stored_chunk_node(hit.node.node_id, hit.node.get_content(), hit.node.metadata)
+            self.cosines[node.node_id] = max(cosine, self.cosines.get(node.node_id, -1.0))
+            out.append(NodeWithScore(node=node, score=cosine))
+        return out
+
+
+def _fuse_one_query(
+    dense: DenseRetriever, lexical: BaseRetriever, bundle: QueryBundle, k: int
+) -> list[NodeWithScore]:
+    """LlamaIndex's own reciprocal rank fusion of one question's dense and BM25 rankings."""
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.retrievers import QueryFusionRetriever
+    from llama_index.core.retrievers.fusion_retriever import FUSION_MODES
+
+    fusion = QueryFusionRetriever(
+        [dense, lexical],
+        llm=MockLLM(),  # never called: num_queries=1 generates no extra queries
+        mode=FUSION_MODES.RECIPROCAL_RANK,
+        num_queries=1,
+        use_async=False,
+        similarity_top_k=2 * k,
+    )
+    return fusion.retrieve(bundle)
+
+
+class PaperRetriever(BaseRetriever):
+    """Loaded once (FastAPI lifespan); thread-safe for concurrent searches.
+
+    As a LlamaIndex retriever, ``retrieve(question)`` returns one node per paper (its best chunk,
+    scored by fusion). :meth:`search` is the service's call: several queries with weights, a mode,
+    and the similarity the relevance floor needs.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        embed_model: Any,
+        chunks_collection: Any,
+        lexical: LexicalIndex | None = None,
+    ) -> None:
+        from llama_index.core import VectorStoreIndex
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        super().__init__()
+        self._settings = settings
+        self._embed_model = embed_model
+        self._collection = chunks_collection
+        store = ChromaVectorStore(chroma_collection=chunks_collection)
+        self._index = VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
+        self.lexical = lexical if lexical is not None else LexicalIndex(chunks_collection)
+
+    @property
+    def n_chunks(self) -> int:
+        return self.lexical.n_chunks
+
+    @property
+    def n_papers(self) -> int:
+        return self.lexical.n_papers
+
+    def reload_bm25(self) -> int:
+        """Rebuild the BM25 side from the store (the dense side queries Chroma: nothing to do)."""
+        return self.lexical.reload()
+
+    def stored_chunks(self) -> int:
+        """How many chunks the store holds now (cheap: one count). Blocking."""
+        return int(self._collection.count())
+
+    # --- LlamaIndex ------------------------------------------------------------------------------
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        result = self.search([query_bundle.query_str])
+        out = []
+        for hit in result.hits:
+            best = hit.passages[0]
+            node = TextNode(
+                id_=best.chunk_id,
+                text=best.text,
+                metadata={"paper_id": hit.paper_id, "title": hit.title, **hit.metadata},
+            )
+            out.append(NodeWithScore(node=node, score=hit.score))
+        return out
+
+    # --- the service's search ----------------------------------------------------------------------
+    def search(
+        self,
+        queries: Sequence[str],
+        mode: RetrievalMode | None = None,
+        top_k: int | None = None,
+        weights: Sequence[float] | None = None,
+    ) -> RetrievalResult:
+        """Fuse the rankings of every query (weighted, e.g. a follow-up's raw text counts less)."""
+        mode = mode or self._settings.retrieval_mode
+        top_k = top_k or self._settings.top_k
+        k = max(self._settings.candidate_k, top_k)
+        weight_of = {q.strip(): w for q, w in zip(queries, weights or [1.0] * len(queries), strict=True)}
+        queries = [q for q in dict.fromkeys(q.strip() for q in queries) if q]
+        dense = DenseRetriever(self._index, k)
+        lexical = self.lexical.retriever(k)
+        nodes: dict[str, TextNode] = {}
+        scores: dict[str, float]
+        llama_fusion = mode == "hybrid" and len(queries) == 1 and self._settings.rrf_k == LLAMA_INDEX_RRF_K
+        if llama_fusion:
+            bundle = QueryBundle(query_str=queries[0], embedding=self._embed(queries[0]))
+            fused = _fuse_one_query(dense, lexical, bundle, k)
+            scores = {h.node.node_id: float(h.score or 0.0) for h in fused}
+            nodes = {h.node.node_id: h.node for h in fused}  # type: ignore[misc]
+        else:
+            rankings: list[list[str]] = []
+            list_weights: list[float] = []
+            for query in queries:
+                bundle = QueryBundle(query_str=query, embedding=self._embed(query))
+                dense_hits = dense.retrieve(bundle)  # always: the floor reads the similarity
+                sides = []
+                if mode in ("dense", "hybrid"):
+                    sides.append(dense_hits)
+                if mode in ("bm25", "hybrid"):
+                    sides.append(lexical.retrieve(bundle))
+                for side in sides:
+                    rankings.append([h.node.node_id for h in side])
+                    list_weights.append(weight_of.get(query, 1.0))
+                    nodes.update({h.node.node_id: h.node for h in side})  # type: ignore[misc]
+            scores = rrf(rankings, self._settings.rrf_k, list_weights)
+        passages = [
+            Passage(
+                chunk_id=node_id,
+                paper_id=str(node.metadata.get("paper_id", node_id)),
+                title=str(node.metadata.get("title", "")),
+                text=node.text,
+                score=score,
+                dense=dense.cosines.get(node_id),
+                metadata={key: node.metadata[key] for key in PUBLIC_METADATA if key in node.metadata},
+            )
+            for node_id, score in scores.items()
+            if (node := nodes.get(node_id)) is not None
+        ]
+        hits = group_by_paper(passages, top_k, self._settings.passages_per_paper)
+        top = max(dense.cosines.values(), default=0.0)
+        return RetrievalResult(hits=hits, mode=mode, queries=queries, top_similarity=max(top, 0.0))
+
+    def _embed(self, query: str) -> list[float]:
+        return list(self._embed_model.get_query_embedding(query))
+
+
+__all__ = ["DenseRetriever", "PaperHit", "PaperRetriever", "Passage", "RetrievalResult"]
