@@ -160,8 +160,15 @@ def section_search(r: dict[str, Any]) -> str:
         f"In process, without HTTP (medians over the same queries): query embedding "
         f"{inside['embed_query_ms']} ms; `PaperRetriever.search` dense {inside['search_dense_ms']} ms, bm25 "
         f"{inside['search_bm25_ms']} ms, hybrid {inside['search_hybrid_ms']} ms (every mode also runs the "
-        "dense query: its similarity decides refusals). The rest of a request's time is HTTP, "
+        "dense query: its similarity is a coverage signal). The rest of a request's time is HTTP, "
         "middleware and JSON."
+        + (
+            f" Of a hybrid search, the coverage decision (names, the top papers' lexical evidence, the "
+            f"model) takes {inside['coverage_decision_ms']} ms — target at most 2 ms: "
+            f"{verdict(inside['coverage_decision_ms'], 2)}."
+            if "coverage_decision_ms" in inside
+            else ""
+        )
         if inside
         else ""
     )

@@ -99,6 +99,20 @@ def in_process(backend: str, queries: list[str]) -> dict:
     out = {"embed_query_ms": median_ms(model.get_query_embedding)}
     for mode in ("dense", "bm25", "hybrid"):
         out[f"search_{mode}_ms"] = median_ms(lambda q, m=mode: retriever.search([q], mode=m))
+
+    # The coverage decision's own share of a hybrid search: name matching, the lexical evidence
+    # of the top papers, and the decision (app.retrieval.coverage), on the papers search found.
+    from app.retrieval.coverage import CoverageModel, coverage_of
+
+    model_of = CoverageModel.from_settings(settings)
+    found = {q: retriever.search([q]) for q in queries}
+
+    def decision(query: str) -> None:
+        retriever.named_papers([query])
+        retriever.lexical.term_evidence(query, [h.paper_id for h in found[query].hits[:3]])
+        coverage_of(found[query], model_of)
+
+    out["coverage_decision_ms"] = median_ms(decision)
     return out
 
 

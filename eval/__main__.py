@@ -2,7 +2,7 @@
 
 - ``retrieval``  retrieval only (no LLM): compare modes / chunk sizes / condensing; fast.
 - ``answers``    retrieval and answers, in process or against a running server (``--url``).
-- ``calibrate``  pick the relevance floor from dev top similarities; prints it.
+- ``calibrate``  choose the coverage thresholds on dev (rules against a logistic regression); prints them.
 - ``report``     the full comparison on dev, the held-out test numbers of the shipped defaults;
                  writes ``docs/evaluation.md`` and ``docs/evaluation.png``.
 
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     answers.add_argument("--judge-model", help="model name for the judge")
     answers.add_argument("--judge-api-key", default="", help="API key for the judge endpoint")
 
-    calibrate = sub.add_parser("calibrate", help="pick the relevance floor from dev similarities")
+    calibrate = sub.add_parser("calibrate", help="choose the coverage thresholds on dev")
     common(calibrate)
     calibrate.add_argument(
         "--config",
@@ -183,48 +183,57 @@ async def cmd_compare(args: argparse.Namespace, answers: bool) -> int:
 
 
 async def cmd_calibrate(args: argparse.Namespace) -> int:
-    from eval import metrics as m
+    """Choose the coverage thresholds on a set (dev): the rules of :mod:`app.retrieval.coverage`
+    from a grid, compared by 5-fold cross-validation with a logistic regression over the signals."""
+    from app.retrieval.coverage import CoverageModel
+    from eval import coverage as cv
     from eval import tables as rp
     from eval.runner import Runner, run_all
 
     config = parse_config(args.config).with_(answers=False)
-    if config.condense_mode == "llm":
-        print("note: cond-llm rewrites follow-ups with the configured LLM backend", file=sys.stderr)
     questions = questions_for(args, args.set)
     out = run_dir(args)
-    runner = Runner(base_settings(args), progress=not args.quiet)
+    base = base_settings(args)
+    runner = Runner(base, progress=not args.quiet)
     writer = rp.RowWriter(out / "questions.jsonl")
     try:
         rows = (await run_all(runner, [config], questions, args.set, writer))[config.name]
     finally:
         writer.close()
         await runner.aclose()
-    answerable = [r["top_similarity"] for r in rows if r["type"] != "out_of_scope"]
-    oos = [r["top_similarity"] for r in rows if r["type"] == "out_of_scope"]
-    if not answerable or not oos:
+    if not any(r["type"] == "out_of_scope" for r in rows) or all(r["type"] == "out_of_scope" for r in rows):
         print("error: calibration needs both answerable and out_of_scope questions", file=sys.stderr)
         return 2
-    best = m.calibrate_floor(answerable, oos)
-    current = m.floor_outcome(answerable, oos, config.relevance_floor)
-    rp.write_json(
-        out / "calibration.json",
-        {
-            "config": config.name,
-            "calibrated": best,
-            "current": current,
-            "answerable": sorted(answerable),
-            "out_of_scope": sorted(oos),
+    current = CoverageModel.from_settings(config.settings(base))
+    folds = cv.cross_validate(rows)
+    winner = max(folds, key=lambda kind: cv.rank_key(folds[kind]))
+    fitted = {kind: fit(rows) for kind, fit in cv.FITS.items()}
+    model, on_set = fitted[winner]
+    report = {
+        "config": config.name,
+        "set": args.set,
+        "current": {"model": cv.model_record(current), "outcome": cv.outcome_of(rows, current).as_dict()},
+        "cross_validated": {kind: o.as_dict() for kind, o in folds.items()},
+        "fitted": {
+            kind: {"model": cv.model_record(m), "outcome": o.as_dict()} for kind, (m, o) in fitted.items()
         },
-    )
-    print(f"config {config.name} on {args.set}: {len(answerable)} answerable, {len(oos)} out-of-scope")
-    print(f"out-of-scope top similarity: {', '.join(f'{v:.3f}' for v in sorted(oos))}")
-    print(f"lowest answerable:           {', '.join(f'{v:.3f}' for v in sorted(answerable)[: len(oos)])}")
-    for label, o in (("calibrated", best), (f"current {config.relevance_floor:g}", current)):
+        "chosen": winner,
+    }
+    rp.write_json(out / "calibration.json", report)
+    print(f"config {config.name} on {args.set}: {len(rows)} questions")
+    lines = [("current settings", cv.outcome_of(rows, current))]
+    lines += [(f"{kind} (5-fold CV)", o) for kind, o in folds.items()]
+    lines += [(f"{kind} (fitted)", o) for kind, (_, o) in fitted.items()]
+    for label, o in lines:
         print(
-            f"{label:>14}: floor {o['floor']:g}  accuracy {o['accuracy']:.3f}  "
-            f"answerable refused {o['false_refusals']}  out-of-scope let through {o['missed_out_of_scope']}"
+            f"{label:>20}: balanced accuracy {o.balanced_accuracy:.3f}  answerable refused "
+            f"{o.answerable_refused}/{o.answerable}  named refused {o.named_refused}/{o.named}  "
+            f"out-of-scope refused {o.out_of_scope_refused}/{o.out_of_scope} "
+            f"(near-topic {o.near_topic_refused}/{o.near_topic})"
         )
-    print(f"relevance floor: {best['floor']:g}   (set PAPERQA_RELEVANCE_FLOOR={best['floor']:g})")
+    print(f"chosen by cross-validation: {winner}; its settings, fitted on all of {args.set}:")
+    print("\n".join(cv.settings_lines(model)))
+    print(f"run folder: {out}")
     return 0
 
 
@@ -257,7 +266,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
         await runner.aclose()
     summaries = [suite.summary(s, suite.configs[name]) for (s, name) in suite.rows]
     extra = {
-        "calibration": result["calibration"],
+        "coverage": coverage_record(result["coverage"]),
         "recommended": {
             **config_record(result["recommended"].config),
             "reasons": result["recommended"].reasons,
@@ -282,13 +291,42 @@ async def cmd_report(args: argparse.Namespace) -> int:
     (args.docs / "evaluation.md").write_text(render(suite, result, out.name, dev, test), encoding="utf-8")
     shutil.copyfile(args.docs / "evaluation.md", out / "evaluation.md")
     print(f"wrote {args.docs / 'evaluation.md'}, {args.docs / 'evaluation.png'}; run folder {out}")
-    print(f"calibrated relevance floor: {result['calibration']['floor']:g}")
+    held = result["coverage"]["held_out"]["test"]
+    print(f"coverage on test (shipped): {held.as_dict()}")
     rec = result["recommended"].config
     print(
         f"recommended: mode {rec.retrieval_mode}, chunk {rec.chunk_size}, top_k {rec.top_k}, "
-        f"floor {rec.relevance_floor:g}, condense {rec.condense_mode}"
+        f"coverage model {result['coverage']['recommended'].kind}, condense {rec.condense_mode}"
     )
     return 0
+
+
+def coverage_record(coverage: dict) -> dict:
+    """The coverage part of a report run as JSON."""
+    from eval.coverage import model_record
+
+    held = coverage["held_out"]
+    return {
+        "cross_validated": {k: o.as_dict() for k, o in coverage["cross_validated"].items()},
+        "fitted": {
+            k: {"model": model_record(m), "outcome": o.as_dict()} for k, (m, o) in coverage["fitted"].items()
+        },
+        "recommended": model_record(coverage["recommended"]),
+        "shipped": model_record(held["model"]),
+        "dev": held["dev"].as_dict(),
+        "test": held["test"].as_dict(),
+        "dev_types": held["dev_types"],
+        "test_types": held["test_types"],
+        "ablation": [
+            {
+                "left_out": a["left_out"],
+                "model": model_record(a["model"]),
+                "dev": a["dev"].as_dict(),
+                "test": a["test"].as_dict() if a["test"] else None,
+            }
+            for a in held["ablation"]
+        ],
+    }
 
 
 def run(args: argparse.Namespace) -> int:

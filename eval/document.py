@@ -7,18 +7,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.core.settings import Settings
-from eval import metrics as m
 from eval import tables as rp
 from eval.config import Config, default_config
 from eval.questions import TYPES, Question, load_questions
 from eval.suite import Suite, machine_note, now_stamp
 
-SWEEP_FLOORS = (0.25, 0.30, 0.35, 0.40, 0.45)
 SETTING_FIELDS = (
     ("retrieval_mode", "PAPERQA_RETRIEVAL_MODE"),
     ("chunk_size", "PAPERQA_CHUNK_SIZE"),
     ("top_k", "PAPERQA_TOP_K"),
-    ("relevance_floor", "PAPERQA_RELEVANCE_FLOOR"),
     ("condense_mode", "PAPERQA_CONDENSE_MODE"),
 )
 
@@ -42,143 +39,137 @@ def by_type_matrix(summaries: Sequence[Mapping[str, Any]], metric: str) -> str:
     return rp.table(["config", *types, "answerable"], rows)
 
 
-def calibration_section(cal: Mapping[str, Any], shipped: float) -> str:
-    ans, oos = cal["answerable"], cal["out_of_scope"]
-    spread = rp.table(
-        ["questions", "n", "min", "median", "max"],
-        [
-            [name, str(len(v)), rp.fmt(min(v)), rp.fmt(sorted(v)[(len(v) - 1) // 2]), rp.fmt(max(v))]
-            for name, v in (("answerable", ans), ("out_of_scope", oos))
-            if v
-        ],
-    )
-    cur = cal["current"]
-    outcomes = rp.table(
-        [
-            "floor",
-            "accuracy (in/out)",
-            "answerable refused",
-            "out-of-scope let through",
-            "refusal acc. (OOS)",
-            "false refusal rate",
-        ],
-        [
-            [
-                f"{o['floor']:g}" + (" (calibrated)" if o is cal else " (shipped)"),
-                rp.fmt(o["accuracy"]),
-                str(o["false_refusals"]),
-                str(o["missed_out_of_scope"]),
-                rp.fmt(o["refusal_accuracy"]),
-                rp.fmt(o["false_refusal_rate"]),
-            ]
-            for o in (cal, cur)
-        ],
-    )
-    sweep = rp.table(
-        ["floor", "accuracy (in/out)", "answerable refused", "out-of-scope let through"],
-        [
-            [
-                f"{v:g}",
-                rp.fmt(o["accuracy"]),
-                f"{o['false_refusals']}/{len(ans)}",
-                f"{o['missed_out_of_scope']}/{len(oos)}",
-            ]
-            for v in SWEEP_FLOORS
-            for o in [m.floor_outcome(ans, oos, v)]
-        ],
-    )
-    return "\n".join(
-        [
-            f"The service refuses when the best dense cosine similarity between the question (and, for a "
-            f"follow-up, its condensed form) and any chunk is below the floor. `python -m eval calibrate` "
-            f"takes that top similarity for every dev question (chunk size {cal['chunk_size']}, condense "
-            f"`{cal['condense_mode']}`) and picks the floor with the best in/out accuracy, ties broken "
-            f"toward fewer false refusals (candidates: midpoints between neighbouring observed values, "
-            f"rounded to 3 decimals).",
-            "",
-            f"**Calibrated floor: {cal['floor']:g}** (shipped: {shipped:g}).",
-            "",
-            "Top similarity per group:",
-            "",
-            spread,
-            "",
-            outcomes,
-            "",
-            f"Out-of-scope top similarities: {', '.join(rp.fmt(v) for v in oos)}.  ",
-            f"Lowest answerable ones: {', '.join(rp.fmt(v) for v in ans[:8])}.",
-            "",
-            f"Other floors on the same dev similarities (chunk size {cal['chunk_size']}):",
-            "",
-            sweep,
-        ]
-    )
+def pct(n: int, d: int) -> str:
+    return f"{n}/{d} ({100 * n / d:.1f} %)" if d else "–"
 
 
-def shipped_sims(suite: Suite, shipped_run: Config, set_name: str) -> tuple[list[float], list[float]]:
-    """(answerable, out-of-scope) top similarities at the shipped chunking and condensing."""
-    for (s, name), rows in suite.rows.items():
-        c = suite.configs[name]
-        if s == set_name and (c.chunk_size, c.chunk_overlap, c.condense_mode) == (
-            shipped_run.chunk_size,
-            shipped_run.chunk_overlap,
-            shipped_run.condense_mode,
-        ):
-            return (
-                [r["top_similarity"] for r in rows if r["type"] != "out_of_scope"],
-                [r["top_similarity"] for r in rows if r["type"] == "out_of_scope"],
-            )
-    return [], []
-
-
-def floor_held_out(suite: Suite, shipped_run: Config, recommended: float) -> str:
-    """One sentence: the shipped (and recommended) floor on the test questions. Informs, decides nothing."""
-    ans, oos = shipped_sims(suite, shipped_run, "test")
-    if not ans or not oos:
-        return ""
-    parts = []
-    for value in dict.fromkeys([shipped_run.relevance_floor, recommended, 0.3]):
-        o = m.floor_outcome(ans, oos, value)
-        parts.append(
-            f"floor {value:g} refuses {o['false_refusals']}/{len(ans)} answerable and lets "
-            f"{o['missed_out_of_scope']}/{len(oos)} out-of-scope through"
-        )
+def coverage_targets(o: Any) -> str:
+    """The issue's targets, one line: answerable and named refused, out-of-scope and near-topic refused."""
     return (
-        f"**Held-out check of the floor** (test questions, shipped chunk size {shipped_run.chunk_size}; "
-        "reported, not used by any rule): " + "; ".join(parts) + ". See the floor tables below."
+        f"answerable refused {pct(o.answerable_refused, o.answerable)} (target ≤ 3 %), of which named "
+        f"{pct(o.named_refused, o.named)} (target ≤ 3 %); out-of-scope refused "
+        f"{pct(o.out_of_scope_refused, o.out_of_scope)} (target ≥ 90 %), near-topic "
+        f"{pct(o.near_topic_refused, o.near_topic)} (target ≥ 80 %)"
     )
 
 
-def floor_sweep(suite: Suite, shipped_run: Config, floors: Sequence[float]) -> str:
-    """Floors at the shipped chunking on dev and, as a held-out check (nothing tuned on it), on test.
+def coverage_section(coverage: Mapping[str, Any]) -> str:
+    from eval import coverage as cv
 
-    Top similarities depend on the chunking and the condensing only, so the dev ones come from any
-    dev run with the shipped chunk size and condense mode, the test ones from the shipped test run.
-    """
-    columns = [(name, *shipped_sims(suite, shipped_run, name)) for name in ("dev", "test")]
-    columns = [c for c in columns if c[1] and c[2]]
-    header = ["floor"]
-    for name, _ans, _oos in columns:
-        header += [f"{name} accuracy", f"{name} answerable refused", f"{name} OOS let through"]
-    rows = []
-    for value in sorted({round(f, 3) for f in floors}):
-        tag = " (shipped)" if abs(value - shipped_run.relevance_floor) < 5e-4 else ""
-        row = [f"{value:g}{tag}"]
-        for _, ans, oos in columns:
-            o = m.floor_outcome(ans, oos, value)
-            row += [
-                rp.fmt(o["accuracy"]),
-                f"{o['false_refusals']}/{len(ans)}",
-                f"{o['missed_out_of_scope']}/{len(oos)}",
+    held = coverage["held_out"]
+    model = held["model"]
+    kinds = ["dev", "test"]
+    types = sorted({*held["dev_types"], *held["test_types"]}, key=lambda t: (t.startswith("out_of_scope"), t))
+    per_type = rp.table(
+        ["type", *(f"{k} answered" for k in kinds), *(f"{k} refused" for k in kinds)],
+        [
+            [
+                t,
+                *(str(held[f"{k}_types"].get(t, {}).get("answered", 0)) for k in kinds),
+                *(str(held[f"{k}_types"].get(t, {}).get("refused", 0)) for k in kinds),
             ]
-        rows.append(row)
+            for t in types
+        ],
+    )
+    named = rp.table(
+        [
+            "named questions",
+            "dev asked",
+            "dev refused",
+            "dev named paper first",
+            "test asked",
+            "test refused",
+            "test named paper first",
+        ],
+        [
+            [
+                key,
+                *(
+                    str(held[f"named_{k}"].get(key, {}).get(col, 0))
+                    for k in kinds
+                    for col in ("asked", "refused", "named first")
+                ),
+            ]
+            for key in sorted({*held["named_dev"], *held["named_test"]})
+        ],
+    )
+
+    def o(x: Any) -> list[str]:
+        return [
+            rp.fmt(x.balanced_accuracy),
+            pct(x.answerable_refused, x.answerable),
+            pct(x.out_of_scope_refused, x.out_of_scope),
+            pct(x.near_topic_refused, x.near_topic),
+        ]
+
+    folds = coverage["cross_validated"]
+    compare = rp.table(
+        [
+            "dev, 5-fold cross-validation",
+            "balanced accuracy",
+            "answerable refused",
+            "out-of-scope refused",
+            "near-topic refused",
+        ],
+        [[kind, *o(x)] for kind, x in folds.items()],
+    )
+    ablation = rp.table(
+        [
+            "left out (refitted on dev)",
+            "dev balanced acc.",
+            "dev answerable refused",
+            "dev out-of-scope refused",
+            "test balanced acc.",
+            "test answerable refused",
+            "test out-of-scope refused",
+            "test near-topic refused",
+        ],
+        [
+            [
+                a["left_out"],
+                rp.fmt(a["dev"].balanced_accuracy),
+                pct(a["dev"].answerable_refused, a["dev"].answerable),
+                pct(a["dev"].out_of_scope_refused, a["dev"].out_of_scope),
+                rp.fmt(a["test"].balanced_accuracy),
+                pct(a["test"].answerable_refused, a["test"].answerable),
+                pct(a["test"].out_of_scope_refused, a["test"].out_of_scope),
+                pct(a["test"].near_topic_refused, a["test"].near_topic),
+            ]
+            for a in held["ablation"]
+        ],
+    )
     return "\n".join(
         [
-            f"The same floors at the shipped chunking (chunk size {shipped_run.chunk_size}, condense "
-            f"`{shipped_run.condense_mode}`) on dev and, as a held-out check, on the **test** questions "
-            "(top similarities of the shipped config's test run). Only dev numbers were used for any "
-            "choice.",
+            "The service answers a question or refuses it (`app.retrieval.coverage`, the same function "
+            "here and in the service). Signals: `dense` (best MiniLM cosine between the question and a "
+            "chunk), `share` (IDF-weighted share of the question's terms found in one of the top 3 papers), "
+            "`bm25` (a top paper's BM25 score over the most the question's terms could score), `absent` "
+            "(IDF-weighted share of the question's terms that no chunk holds) and `named` (the question "
+            'asks for a paper by the name its title gives it: "What is Linformer?", "swin v2"). A named '
+            "paper is always covered and put first; otherwise the model decides. `python -m eval calibrate` "
+            "fits both model kinds on dev and prints the settings.",
             "",
-            rp.table(header, rows),
+            f"Shipped model: `{model.kind}`, "
+            + ", ".join(f"`{line}`" for line in cv.settings_lines(model))
+            + ".",
+            "",
+            compare,
+            "",
+            f"**Held-out test, shipped settings**: {coverage_targets(held['test'])}.  ",
+            f"Dev, shipped settings: {coverage_targets(held['dev'])}.",
+            "",
+            "Answered and refused per question type (shipped config):",
+            "",
+            per_type,
+            "",
+            "Questions that name a paper, by phrasing and by how the name is written against the title "
+            '("named paper first": a paper the question names is the first source):',
+            "",
+            named,
+            "",
+            "Each signal's contribution: the model refitted on dev without it, then judged on dev and test:",
+            "",
+            ablation,
         ]
     )
 
@@ -340,10 +331,8 @@ def render(
         f"answer latency p50 {rp.fmt_ms(test_default['latency_ms'].get('total_ms', {}).get('p50'))}, "
         f"p95 {rp.fmt_ms(test_default['latency_ms'].get('total_ms', {}).get('p95'))}.",
         "",
-        f"Calibrated relevance floor (dev, chunk size {result['calibration']['chunk_size']}): "
-        f"**{result['calibration']['floor']:g}** (`python -m eval calibrate --config "
-        f"c{result['calibration']['chunk_size']}` prints it; without `--config` it calibrates the "
-        "shipped chunking).",
+        f"Coverage, held-out test, shipped settings: {coverage_targets(result['coverage']['held_out']['test'])} "
+        '(see "Coverage: answer or refuse").',
         "",
         "## Recommended defaults",
         "",
@@ -352,7 +341,6 @@ def render(
             rec.reasons,
             dev_rec,
             dev_default,
-            floor_held_out(suite, result["local_default"], rec.config.relevance_floor),
         ),
         "",
         "## How it is measured",
@@ -405,13 +393,9 @@ def render(
         "",
         by_type_matrix([s("dev", c) for c in grid], "hit@5"),
         "",
-        "### Relevance floor",
+        "## Coverage: answer or refuse",
         "",
-        calibration_section(result["calibration"], d.relevance_floor),
-        "",
-        floor_sweep(
-            suite, result["local_default"], [*SWEEP_FLOORS, result["calibration"]["floor"], d.relevance_floor]
-        ),
+        coverage_section(result["coverage"]),
         "",
         "### Dense recall of the vector index",
         "",

@@ -15,8 +15,10 @@ from ingest.pipeline import IngestSummary, dedupe
 
 QUESTIONS_DIR = Path(__file__).resolve().parent / "questions"
 SETS = ("dev", "test")
-QuestionType = Literal["lookup", "detail", "multi", "out_of_scope", "keyword", "followup"]
-TYPES: tuple[str, ...] = ("lookup", "detail", "multi", "out_of_scope", "keyword", "followup")
+QuestionType = Literal["lookup", "detail", "multi", "out_of_scope", "keyword", "followup", "named"]
+TYPES: tuple[str, ...] = ("lookup", "detail", "multi", "out_of_scope", "keyword", "followup", "named")
+PHRASINGS = ("what_is", "tell_me", "bare", "how_does", "which_proposes", "what_does", "problem")
+VARIANTS = ("exact", "lower", "hyphen_space_digit")
 
 
 class QuestionSetError(PaperQAError, ValueError):
@@ -31,6 +33,9 @@ class Question:
     gold_titles: tuple[str, ...] = ()
     key_facts: tuple[str, ...] = ()
     history: tuple[dict[str, str], ...] = field(default_factory=tuple)
+    near_topic: bool | None = None  # out_of_scope only: a transformer topic the corpus lacks
+    phrasing: str | None = None  # named only: how the question asks (PHRASINGS)
+    variant: str | None = None  # named only: how the name is written against the title (VARIANTS)
 
     @property
     def answerable(self) -> bool:
@@ -80,6 +85,17 @@ def parse_question(obj: object, where: str) -> Question:
         raise QuestionSetError(f"{where} ({qid}): a detail question needs key facts")
     if (qtype == "followup") != bool(history):
         raise QuestionSetError(f"{where} ({qid}): history is required for followup and only there")
+    near_topic, phrasing, variant = obj.get("near_topic"), obj.get("phrasing"), obj.get("variant")
+    if (qtype == "out_of_scope") != isinstance(near_topic, bool):
+        raise QuestionSetError(
+            f"{where} ({qid}): near_topic (true/false) is required for out_of_scope and only there"
+        )
+    if qtype == "named" and (phrasing not in PHRASINGS or variant not in VARIANTS):
+        raise QuestionSetError(
+            f"{where} ({qid}): a named question needs phrasing in {PHRASINGS} and variant in {VARIANTS}"
+        )
+    if qtype != "named" and (phrasing is not None or variant is not None):
+        raise QuestionSetError(f"{where} ({qid}): phrasing and variant are for named questions only")
     for turn in history:
         if (
             not isinstance(turn, dict)
@@ -94,6 +110,9 @@ def parse_question(obj: object, where: str) -> Question:
         gold_titles=tuple(gold),
         key_facts=tuple(facts),
         history=tuple({"role": t["role"], "content": t["content"]} for t in history),
+        near_topic=near_topic,
+        phrasing=phrasing,
+        variant=variant,
     )
 
 

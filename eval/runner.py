@@ -2,7 +2,7 @@
 
 Retrieval part: ``PaperRetriever.search(queries, mode, top_k=10)`` with the service's own condensing of
 follow-ups (``Answerer.queries``), timed here; the ranking is the hit titles; the coverage decision
-is the service's own (``app.retrieval.coverage.is_covered``). Answer part: the service's
+is the service's own (``app.retrieval.coverage.coverage_of``). Answer part: the service's
 ``Answerer.answer`` in process, or ``POST /chat`` on a running server (``url``).
 
 Loaded once per :class:`Runner` and shared across configurations: the embedding model, each LLM
@@ -20,7 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 from app.core.settings import Settings
-from app.retrieval.coverage import is_covered
+from app.retrieval.coverage import CoverageModel, coverage_of
 from eval import metrics as m
 from eval.config import Config
 from eval.questions import Question, corpus_titles
@@ -179,7 +179,8 @@ class Runner:
         result = await answerer.retrieve(queries, config.retrieval_mode, RANK_DEPTH)
         done = time.perf_counter()
         ranked = [hit.title for hit in result.hits]
-        floor_refused = not is_covered(result, config.relevance_floor)
+        coverage = coverage_of(result, CoverageModel.from_settings(answerer.settings))
+        floor_refused = not coverage.covered
         metrics: dict[str, float | int | None] = dict(m.retrieval_metrics(ranked, list(question.gold_titles)))
         metrics["floor_oos_refused"] = None if question.answerable else int(floor_refused)
         metrics["floor_false_refusal"] = int(floor_refused) if question.answerable else None
@@ -187,6 +188,8 @@ class Runner:
             "queries": queries,
             "ranked_titles": ranked,
             "top_similarity": round(result.top_similarity, 5),
+            "signals": result.signals.as_dict(),
+            "coverage": coverage.reason,
             "metrics": metrics,
             "timings": {
                 "condense_ms": round((condensed - started) * 1000, 1),
@@ -288,6 +291,12 @@ class Runner:
                     "question": question.question,
                     "gold_titles": list(question.gold_titles),
                     "key_facts": list(question.key_facts),
+                    **({"near_topic": question.near_topic} if question.near_topic is not None else {}),
+                    **(
+                        {"phrasing": question.phrasing, "variant": question.variant}
+                        if question.phrasing
+                        else {}
+                    ),
                 }
                 row.update(await self._retrieve(question, config))
                 if config.answers:

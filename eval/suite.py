@@ -1,13 +1,14 @@
-"""``python -m eval report``: the dev comparison, the calibrated floor, the recommendation, and the
-held-out test numbers of the shipped defaults, written to ``docs/evaluation.md`` and a run folder.
+"""``python -m eval report``: the dev comparison, the coverage model fitted on dev, the
+recommendation, and the held-out test numbers of the shipped defaults, written to
+``docs/evaluation.md`` and a run folder.
 
 Plan (sequential; the local LLM is the expensive part, so it only answers for the shipped config):
 
 1. dev: {bm25, dense, hybrid} x chunk sizes, retrieval + extractive answers (no LLM);
 2. dev: condensing of follow-ups off / concat / llm, retrieval only;
 3. rules (:meth:`Suite._reasons` states them in the report): mode and chunk size, condensing, the
-   relevance floor calibrated on the top similarity of answerable vs out-of-scope questions, then
-   top_k from a 3/5/8 sweep (extractive) of the chosen config;
+   coverage model (answer or refuse: a logistic regression and a few rules fitted on the dev
+   signals, the better by cross-validation), then top_k from a 3/5/8 sweep (extractive);
 4. dev: the shipped config with the bundled local LLM;
 5. test (held out, run once): the shipped config with the local LLM, every metric.
 """
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from eval import metrics as m
 from eval import tables as rp
 from eval.config import Config, default_config
 from eval.questions import Question
@@ -187,7 +187,7 @@ class Suite:
         self.dense_recall = dense_recall(self.runner, d, [*self.dev, *self.test])
         self.timing["dev grid"] = time.perf_counter() - started
 
-        # 3. Rules, in order: mode + chunk size, condensing, floor, then top_k (needs a k sweep).
+        # 3. Rules, in order: mode + chunk size, condensing, coverage, then top_k (needs a k sweep).
         mode, chunk = pick(
             [((c.retrieval_mode, c.chunk_size), self.score(c)[0]) for c in grid],
             (d.retrieval_mode, d.chunk_size),
@@ -196,14 +196,10 @@ class Suite:
         )
         cond = self._pick_condense(condense)
         chosen = ex.with_(retrieval_mode=mode, chunk_size=chunk, condense_mode=cond)
-        calibration = self.calibrate(chosen)
-        floor = self._pick_floor(calibration)
-        # The calibrated floor on the config it was calibrated for: its effect alone.
-        floor_only = chosen.with_(relevance_floor=calibration["floor"])
-        chosen = chosen.with_(relevance_floor=floor)
+        coverage = self.fit_coverage(chosen)
         rec_k = {k: chosen.with_(top_k=k) for k in (3, 5, 8)}
         t = time.perf_counter()
-        await self._run([*rec_k.values(), floor_only], self.dev, "dev")
+        await self._run(list(rec_k.values()), self.dev, "dev")
         top_k = pick(
             [(k, self.score(c, k)[0]) for k, c in rec_k.items()],
             d.top_k,
@@ -221,15 +217,16 @@ class Suite:
         self.timing["test"] = time.perf_counter() - t
         self.timing["total"] = time.perf_counter() - started
 
-        answer_configs = list({c.name: c for c in [*grid, *rec_k.values(), floor_only]}.values())
-        reasons = self._reasons(grid, condense, calibration, rec_k, recommended, local_default)
+        answer_configs = list({c.name: c for c in [*grid, *rec_k.values()]}.values())
+        coverage["held_out"] = self.coverage_held_out(local_default)
+        reasons = self._reasons(grid, condense, coverage, rec_k, recommended, local_default)
         return {
             "grid": grid,
             "condense": condense,
             "answer_configs": answer_configs,
             "embed_paths": embed_paths,
             "local_default": local_default,
-            "calibration": calibration,
+            "coverage": coverage,
             "recommended": Recommendation(recommended, reasons),
             "rec_k": rec_k,
         }
@@ -286,49 +283,68 @@ class Suite:
         n = self.summary("dev", config)["retrieval"].get("followup", {}).get("ndcg@10", {}).get("n", 0)
         return max(TIE, 1 / n) if n else TIE
 
-    def calibrate(self, config: Config) -> dict[str, Any]:
-        """Floor from the top similarity of answerable vs out-of-scope dev questions.
-
-        The top similarity depends on the chunking and the queries only (not on the mode), so any
-        dev run with the same chunk size and condense mode gives it.
-        """
-        rows = next(
+    def _rows_like(self, config: Config, set_name: str = "dev") -> list[Row]:
+        """Rows of a run with the config's chunking and condensing (the coverage signals depend on
+        those and on the queries only, not on the mode of the ranking or the answer backend)."""
+        return next(
             rows
             for (s, name), rows in self.rows.items()
-            if s == "dev"
+            if s == set_name
             and self.configs[name].chunk_size == config.chunk_size
             and self.configs[name].chunk_overlap == config.chunk_overlap
             and self.configs[name].condense_mode == config.condense_mode
+            and self.configs[name].retrieval_mode == config.retrieval_mode
         )
-        answerable = [r["top_similarity"] for r in rows if r["type"] != "out_of_scope"]
-        oos = [r["top_similarity"] for r in rows if r["type"] == "out_of_scope"]
-        best = m.calibrate_floor(answerable, oos)
-        current = m.floor_outcome(answerable, oos, self.default.relevance_floor)
+
+    def fit_coverage(self, config: Config) -> dict[str, Any]:
+        """Fit both coverage model kinds on the dev signals; the kind with the better 5-fold
+        cross-validated balanced accuracy is the one recommended, if it beats the shipped model on
+        dev by more than one question's worth."""
+        from app.retrieval.coverage import CoverageModel
+        from eval import coverage as cv
+
+        rows = self._rows_like(config)
+        shipped = CoverageModel.from_settings(config.settings(self.runner.base))
+        folds = cv.cross_validate(rows)
+        kind = max(folds, key=lambda k: cv.rank_key(folds[k]))
+        fitted = {k: fit(rows) for k, fit in cv.FITS.items()}
+        shipped_outcome = cv.outcome_of(rows, shipped)
+        model, outcome = fitted[kind]
+        answerable = max(shipped_outcome.answerable, 1)
+        margin = 1 / (2 * answerable)  # one answerable question's worth of balanced accuracy
+        better = outcome.balanced_accuracy - shipped_outcome.balanced_accuracy > margin + 1e-9
         return {
-            **best,
             "chunk_size": config.chunk_size,
             "condense_mode": config.condense_mode,
-            "current": current,
-            "answerable": sorted(answerable),
-            "out_of_scope": sorted(oos),
+            "cross_validated": folds,
+            "fitted": fitted,
+            "kind": kind,
+            "shipped": (shipped, shipped_outcome),
+            "recommended": model if better else shipped,
+            "margin": margin,
         }
 
-    @staticmethod
-    def floor_margin(calibration: dict[str, Any]) -> float:
-        """One question's worth of the in/out accuracy."""
-        n = len(calibration["answerable"]) + len(calibration["out_of_scope"])
-        return max(TIE, 1 / n) if n else TIE
+    def coverage_held_out(self, local_default: Config) -> dict[str, Any]:
+        """The shipped model on the dev and test runs of the shipped config, per question type, and
+        each signal left out in turn (refitted on dev, judged on test)."""
+        from app.retrieval.coverage import CoverageModel
+        from eval import coverage as cv
 
-    def _pick_floor(self, calibration: dict[str, Any]) -> float:
-        """The calibrated floor if it beats the shipped one by more than one question, else the latter."""
-        lead = calibration["accuracy"] - calibration["current"]["accuracy"]
-        return (
-            calibration["floor"]
-            if lead > self.floor_margin(calibration) + 1e-9
-            else self.default.relevance_floor
-        )
+        shipped = CoverageModel.from_settings(local_default.settings(self.runner.base))
+        dev = self.rows[("dev", local_default.name)]
+        test = self.rows[("test", local_default.name)]
+        return {
+            "model": shipped,
+            "dev": cv.outcome_of(dev, shipped),
+            "test": cv.outcome_of(test, shipped),
+            "dev_types": cv.per_type(dev, shipped),
+            "test_types": cv.per_type(test, shipped),
+            "named_dev": cv.named_breakdown(dev, shipped),
+            "named_test": cv.named_breakdown(test, shipped),
+            "ablation": cv.ablation(dev, test, shipped.kind),
+        }
 
-    def _reasons(self, grid, condense, calibration, rec_k, rec: Config, local_default: Config) -> list[str]:
+    def _reasons(self, grid, condense, coverage, rec_k, rec: Config, local_default: Config) -> list[str]:
         d = self.default
         f = rp.fmt
         by_key = {(c.retrieval_mode, c.chunk_size): c for c in grid}
@@ -388,19 +404,7 @@ class Suite:
             )
             + "."
         )
-        cur = calibration["current"]
-        reasons.append(
-            f"**Relevance floor {rec.relevance_floor:g}**: calibrated on the dev top similarities (chunk "
-            f"{calibration['chunk_size']}, condense {calibration['condense_mode']}): {calibration['floor']:g} "
-            f"classifies {f(calibration['accuracy'])} of the questions right "
-            f"({calibration['false_refusals']} answerable refused, {calibration['missed_out_of_scope']} "
-            f"of {len(calibration['out_of_scope'])} out-of-scope let through); the shipped "
-            f"{d.relevance_floor:g}: {f(cur['accuracy'])} ({cur['false_refusals']} answerable refused, "
-            f"{cur['missed_out_of_scope']} let through). Rule, as for the other settings: the "
-            f"calibrated value replaces the shipped one only if its accuracy is higher by more than one "
-            f"question's worth ({f(self.floor_margin(calibration))}). The held-out check after this "
-            f"list shows how both floors do on the test questions."
-        )
+        reasons.append(coverage_reason(coverage))
         local = self.summary("dev", local_default)
         extractive = self.summary("dev", dflt)
         if local_default.llm_backend != "extractive" and "answers" in local:
@@ -465,3 +469,30 @@ def machine_note() -> str:
 
 def now_stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def coverage_reason(coverage: dict[str, Any]) -> str:
+    """The coverage rule and its outcome, as one bullet of the recommendations."""
+    from eval import coverage as cv
+
+    f = rp.fmt
+    folds = coverage["cross_validated"]
+    shipped, shipped_outcome = coverage["shipped"]
+    model, outcome = coverage["fitted"][coverage["kind"]]
+    same = coverage["recommended"] == shipped
+
+    def o(x: Any) -> str:
+        return (
+            f"balanced accuracy {f(x.balanced_accuracy)}, answerable refused {x.answerable_refused}/"
+            f"{x.answerable}, out-of-scope refused {x.out_of_scope_refused}/{x.out_of_scope}"
+        )
+
+    return (
+        f"**Coverage model `{coverage['recommended'].kind}`**: rule = of a logistic regression and a few "
+        "threshold rules over the coverage signals, the kind with the better 5-fold cross-validated "
+        "balanced accuracy on dev ("
+        + "; ".join(f"{k}: {o(v)}" for k, v in folds.items())
+        + f"), fitted on all of dev ({o(outcome)}); it replaces the shipped model only if it beats it on "
+        f"dev by more than one question's worth ({f(coverage['margin'])}); shipped: {o(shipped_outcome)}. "
+        + ("The shipped model stays." if same else "**Change**: " + " ".join(cv.settings_lines(model)) + ".")
+    )

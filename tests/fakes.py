@@ -180,7 +180,10 @@ def fake_settings(build: Callable[..., Settings], folder: Path, **overrides: obj
         "chroma_path": folder / "chroma",
         "collection": "fake_papers",
         "corpus_paths": [write_corpus(folder)],
-        "relevance_floor": 0.2,  # hashed-word cosines: a question sharing no word scores 0
+        # The logistic model's weights are fitted to MiniLM; hashed-word cosines (a question sharing
+        # no word scores 0) get the plain rule: covered from a dense similarity of 0.2.
+        "coverage_model": "rules",
+        "relevance_floor": 0.2,
         "llm_backend": "extractive",
     }
     values.update(overrides)

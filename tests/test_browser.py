@@ -212,6 +212,16 @@ def test_service_errors_are_visible(browser, planted_server: LiveServer) -> None
     expect(turn).to_have_attribute("data-state", "done")
     expect(turn.locator(".label")).to_have_text("No answer in the indexed papers")
     expect(turn).to_have_class(re.compile("refused"))
+    # ... with the closest papers of the index, apart from citations, each one click from its abstract.
+    closest = turn.locator(".refs.suggestions")
+    expect(closest.locator("h3")).to_have_text("Closest papers in the index")
+    expect(turn.locator(".refs.cited")).to_have_count(0)
+    first = closest.locator("button.paper-title").first
+    title = first.inner_text()
+    first.click()
+    expect(page.locator("#paper")).to_be_visible()
+    expect(page.locator("#paper")).to_have_attribute("data-state", "loaded")
+    assert title
 
 
 def test_api_key_is_sent_when_set(browser, planted_server: LiveServer) -> None:

@@ -121,7 +121,17 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
     finally:
         writer.close()
         await runner.aclose()
-    assert 0.0 < result["calibration"]["accuracy"] <= 1.0
+    coverage = result["coverage"]
+    assert set(coverage["cross_validated"]) == {"logistic", "rules"}
+    assert 0.0 < coverage["held_out"]["test"].balanced_accuracy <= 1.0
+    assert [a["left_out"] for a in coverage["held_out"]["ablation"]] == [
+        "(none)",
+        "names",
+        "dense",
+        "share",
+        "bm25",
+        "absent",
+    ]
     summaries = [suite.summary(s, suite.configs[name]) for (s, name) in suite.rows]
     for summary in summaries:
         _in_unit_interval(summary)
@@ -129,7 +139,7 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
     for heading in (
         "## Recommended defaults",
         "## Dev: retrieval",
-        "### Relevance floor",
+        "## Coverage: answer or refuse",
         "## Dev: answers",
         "## Test (held out): shipped defaults",
         "Partial run",

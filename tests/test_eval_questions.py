@@ -52,15 +52,41 @@ def test_key_facts_occur_in_a_gold_abstract(name: str, question_sets, corpus_dir
 def test_ids_are_unique_and_dev_and_test_share_none(question_sets) -> None:
     dev = [q.id for q in question_sets["dev"]]
     test = [q.id for q in question_sets["test"]]
-    assert len(dev) == len(set(dev)) == 55
-    assert len(test) == len(set(test)) == 55
+    assert len(dev) == len(set(dev)) == 95
+    assert len(test) == len(set(test)) == 95
     assert not set(dev) & set(test)
 
 
 @pytest.mark.parametrize("name", SETS)
 def test_type_mix_is_as_documented(name: str, question_sets) -> None:
     counts = {t: sum(q.type == t for q in question_sets[name]) for t in TYPES}
-    assert counts == {"lookup": 12, "detail": 12, "multi": 8, "out_of_scope": 8, "keyword": 8, "followup": 7}
+    assert counts == {
+        "lookup": 12,
+        "detail": 12,
+        "multi": 8,
+        "out_of_scope": 21,
+        "keyword": 8,
+        "followup": 7,
+        "named": 27,
+    }
+    oos = [q for q in question_sets[name] if q.type == "out_of_scope"]
+    assert sum(bool(q.near_topic) for q in oos) == 14
+
+
+def test_named_questions_name_their_gold_papers(question_sets) -> None:
+    """Every named question's gold papers are those whose titles give the name (up to case,
+    hyphens and spaces), and no paper is named in both dev and test."""
+    from app.retrieval.names import QUESTION_WORDS, name_key, question_keys
+
+    named = {name: [q for q in question_sets[name] if q.type == "named"] for name in SETS}
+    for questions in named.values():
+        for q in questions:
+            keys = [k for k in question_keys(q.question) if len(k) >= 3 and k not in QUESTION_WORDS]
+            for title in q.gold_titles:
+                assert any(k in name_key(title) for k in keys), (q.id, q.question, title)
+    dev = {t for q in named["dev"] for t in q.gold_titles if len(q.gold_titles) == 1}
+    test = {t for q in named["test"] for t in q.gold_titles if len(q.gold_titles) == 1}
+    assert not dev & test
 
 
 def test_followups_end_with_the_question_after_their_history(question_sets) -> None:
@@ -83,6 +109,9 @@ GOOD = {"id": "x-1", "type": "lookup", "question": "q?", "gold_titles": ["T"], "
         ({"history": [{"role": "user", "content": "a"}]}, "history"),
         ({"type": "followup"}, "history"),
         ({"gold_titles": "T"}, "must be a list"),
+        ({"type": "out_of_scope", "gold_titles": []}, "near_topic"),
+        ({"type": "named"}, "phrasing"),
+        ({"phrasing": "bare"}, "named questions only"),
     ],
 )
 def test_invalid_questions_are_rejected(change: dict, message: str) -> None:

@@ -380,3 +380,30 @@ def test_server_survives_disconnects(contract_services: Services) -> None:
         names = [name for name, _ in parse_sse(response.text)]
         assert names[0] == "sources" and names[-1] == "done"
         assert http.post("/chat", json=ask()).status_code == 200
+
+
+# --- coverage: names, refusals with suggestions ---------------------------------------------------------
+async def test_a_question_that_names_a_paper_is_answered_from_it(contract_services: Services) -> None:
+    """With a relevance floor no similarity reaches, only the name can cover the question."""
+    services = with_backend(contract_services, None, relevance_floor=0.99)
+    async with app_client(create_app(services=services)) as client:
+        for question in ("What is Linformer?", "how does linformer work", "linformer"):
+            result = (await client.post("/chat", json=ask(question))).json()
+            assert not result["refused"] and result["coverage"] == "named", (question, result["coverage"])
+            assert result["sources"][0]["paper_id"] == "linformer"
+            assert result["citations"][0]["paper_id"] == "linformer"
+        result = (await client.post("/chat", json=ask("Which papers quantize vision transformers?"))).json()
+    assert result["refused"] and result["coverage"] == "no paper is close enough"
+
+
+async def test_a_refusal_offers_the_closest_papers_not_as_citations(client: httpx.AsyncClient) -> None:
+    result = (await client.post("/chat", json=ask(OFF_TOPIC))).json()
+    assert result["refused"] and result["citations"] == [] and result["sources"] == []
+    suggestions = result["suggestions"]
+    assert 1 <= len(suggestions) <= 3
+    assert {s["paper_id"] for s in suggestions} <= {p["id"] for p in FAKE_PAPERS}
+    assert all(s["title"] not in result["answer"] for s in suggestions)
+    done = events_of(await client.post("/chat", json=ask(OFF_TOPIC, stream=True)))[-1][1]
+    assert done["refused"] and done["suggestions"] == suggestions
+    answered = (await client.post("/chat", json=ask())).json()
+    assert answered["suggestions"] == [] and answered["coverage"] == "similar"

@@ -174,3 +174,15 @@ async def test_busy_and_broken_engines_in_openai_format(contract_services: Servi
     lines = [line for line in response.text.splitlines() if line.startswith("data: ")]
     assert json.loads(lines[-2][6:])["error"]["message"] and lines[-1] == "data: [DONE]"
     assert BrokenEngine.SECRET not in response.text
+
+
+def test_a_refusal_lists_the_closest_papers_apart_from_sources(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="paperqa",
+        messages=[{"role": "user", "content": "What is the best recipe for chocolate chip cookies?"}],
+    )
+    text = completion.choices[0].message.content or ""
+    extra = completion.model_extra or {}
+    assert extra["refused"] is True and extra["citations"] == [] and extra["suggestions"]
+    assert "Sources:" not in text and "Closest papers in the index" in text
+    assert all(s["title"] in text for s in extra["suggestions"])

@@ -92,3 +92,19 @@ async def test_paper_404(client: httpx.AsyncClient, paper_id: str) -> None:
     response = await client.get(f"/papers/{paper_id}")
     assert response.status_code == 404
     assert paper_id in response.json()["detail"] and "no paper" in response.json()["detail"]
+
+
+async def test_search_reports_coverage_and_suggestions(client: httpx.AsyncClient) -> None:
+    covered = (await client.get("/search", params={"q": QUESTION})).json()
+    assert covered["covered"] and covered["coverage"] == "similar" and covered["suggestions"] == []
+    off = (await client.get("/search", params={"q": OFF_TOPIC})).json()
+    assert not off["covered"] and off["coverage"] == "no paper is close enough"
+    assert off["suggestions"] and [s["paper_id"] for s in off["suggestions"]] == [
+        r["paper_id"] for r in off["results"][: len(off["suggestions"])]
+    ]
+
+
+async def test_search_puts_a_named_paper_first(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/search", params={"q": "tell me about linformer"})).json()
+    assert body["covered"] and body["coverage"] == "named"
+    assert body["results"][0]["paper_id"] == "linformer"

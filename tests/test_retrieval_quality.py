@@ -20,7 +20,13 @@ pytestmark = pytest.mark.slow
 
 
 def test_vector_index_finds_what_an_exact_search_finds(bundled_index, embed_model) -> None:
-    """The dense side's candidates contain the exact nearest chunks (HNSW is approximate)."""
+    """The dense side's candidates contain the exact nearest chunks (HNSW is approximate).
+
+    Over the 190 dev and test questions, at the shipped ``ef_search`` (300): the nearest chunk of all
+    but at most 2 (1 %), and 99 % of their exact top 10. HNSW builds its graph in parallel, so two
+    builds of one corpus differ: one build missed the nearest chunk of one out-of-scope question
+    (0.995), another none. Chroma's default breadth (ef 100) misses 4 (0.979) and 1.9 % of the
+    top 10, and fails this test; so does ef 10 (19 missed)."""
     settings = bundled_index.settings
     chunks, _ = get_collections(make_client(settings), settings.collection)
     stored = chunks.get(include=["embeddings"])
@@ -34,7 +40,7 @@ def test_vector_index_finds_what_an_exact_search_finds(bundled_index, embed_mode
         if exact[0] not in hnsw:
             missed_nearest.append(question)
         shares.append(len(set(exact) & set(hnsw)) / 10)
-    assert missed_nearest == [], missed_nearest
+    assert len(missed_nearest) <= 2, missed_nearest  # 1 %
     assert sum(shares) / len(shares) >= 0.99
 
 

@@ -36,7 +36,7 @@ from app.answering.types import (
 from app.core.errors import LLMError
 from app.core.settings import RetrievalMode, Settings
 from app.core.store import store_errors
-from app.retrieval.coverage import is_covered
+from app.retrieval.coverage import Coverage, CoverageModel, coverage_of, suggestions_for
 from app.retrieval.queries import Turn
 from app.retrieval.search import PaperRetriever
 from app.retrieval.types import RetrievalResult
@@ -83,8 +83,9 @@ class Answerer:
                 self.retriever.search, list(queries), mode, top_k, weights_for(queries, self.settings)
             )
 
-    def is_covered(self, retrieval: RetrievalResult) -> bool:
-        return is_covered(retrieval, self.settings.relevance_floor)
+    def coverage(self, retrieval: RetrievalResult) -> Coverage:
+        """The service's coverage decision (the same function the evaluation calls)."""
+        return coverage_of(retrieval, CoverageModel.from_settings(self.settings))
 
     async def events(
         self,
@@ -104,12 +105,19 @@ class Answerer:
         timings.retrieve_ms = _ms(t0)
         base = {"mode": retrieval.mode, "query": queries[-1], "model": self.model_name}
 
-        if not self.is_covered(retrieval):
+        coverage = self.coverage(retrieval)
+        if not coverage.covered:
             yield SourcesEvent([])
             timings.total_ms = _ms(started)
             yield DoneEvent(
                 AnswerResult(
-                    answer=self.prompts.no_answer, refused=True, backend="none", timings=timings, **base
+                    answer=self.prompts.no_answer,
+                    refused=True,
+                    coverage=coverage.reason,
+                    suggestions=suggestions_for(retrieval, self.settings.suggestions),
+                    backend="none",
+                    timings=timings,
+                    **base,
                 )
             )
             return
@@ -174,6 +182,7 @@ class Answerer:
                 citations=make_citations(sources, final.cited),
                 sources=sources,
                 backend=backend,
+                coverage=coverage.reason,
                 dropped_citations=final.dropped,
                 fallback_reason=fallback,
                 usage=token_usage(usage, llm_messages, raw, backend),

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.core.settings import RetrievalMode
+from app.retrieval.types import Suggestion
 
 
 class Source(BaseModel):
@@ -58,6 +59,8 @@ class AnswerResult(BaseModel):
     citations: list[Citation] = Field(default_factory=list)
     sources: list[Source] = Field(default_factory=list)
     refused: bool = False
+    coverage: str = ""  # why the question is covered ("named", "similar", "terms") or why not
+    suggestions: list[Suggestion] = Field(default_factory=list)  # only when refused
     mode: RetrievalMode
     backend: str
     model: str | None = None

@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     candidate_k: int = Field(30, ge=1, le=500)
     rrf_k: int = Field(60, ge=1)
     relevance_floor: float = 0.397
+    coverage_model: Literal["logistic", "rules"] = "logistic"
+    # Fitted on the dev questions by `python -m eval calibrate` (docs/evaluation.md, "Coverage").
+    coverage_weight_dense: float = 1.788
+    coverage_weight_share: float = 2.682
+    coverage_weight_bm25: float = 1.364
+    coverage_weight_absent: float = -2.301
+    coverage_bias: float = -1.78
+    coverage_min_probability: float = Field(0.475, ge=0.0, le=1.0)
+    coverage_max_absent: float = Field(1.0, ge=0.0, le=1.0)
+    coverage_min_share: float = Field(1.01, ge=0.0, le=1.01)
+    coverage_min_bm25: float = Field(1.01, ge=0.0, le=1.01)
+    coverage_names: bool = True
+    name_question_max_terms: int = Field(2, ge=0, le=20)
+    suggestions: int = Field(3, ge=0, le=20)
     condense_mode: Literal["llm", "concat", "off"] = "concat"
     followup_raw_weight: float = Field(0.5, ge=0.0, le=1.0)
     followup_full_weight_terms: int = Field(4, ge=0, le=50)

@@ -35,11 +35,22 @@ def completion_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex
 
 
+SUGGESTIONS_HEADING = "Closest papers in the index (they do not answer the question):"
+
+
 def sources_appendix(result: AnswerResult) -> str:
+    """The cited titles under "Sources:", or for a refusal the closest papers (not as sources)."""
+    if result.refused and result.suggestions:
+        lines = [f"- {s.title}" for s in result.suggestions]
+        return f"\n\n{SUGGESTIONS_HEADING}\n" + "\n".join(lines)
     if not result.citations:
         return ""
     lines = [f"[{c.marker}] {c.title}" for c in result.citations]
     return "\n\nSources:\n" + "\n".join(lines)
+
+
+def suggestions_of(result: AnswerResult) -> list[dict[str, Any]]:
+    return [s.model_dump(mode="json") for s in result.suggestions]
 
 
 def usage_of(result: AnswerResult) -> dict[str, int]:
@@ -77,6 +88,7 @@ def completion(result: AnswerResult) -> dict[str, Any]:
         "usage": usage_of(result),
         "citations": citations_of(result),
         "refused": result.refused,
+        "suggestions": suggestions_of(result),
     }
 
 
@@ -153,7 +165,13 @@ async def completion_chunks(
                     result = event.result
                     text = closing_text("".join(streamed), result, notice)
                     if text:
-                        yield _data(maker.chunk({"content": text}, citations=citations_of(result)))
+                        yield _data(
+                            maker.chunk(
+                                {"content": text},
+                                citations=citations_of(result),
+                                suggestions=suggestions_of(result),
+                            )
+                        )
                     yield _data(maker.chunk({}, finish_reason="stop"))
                     if include_usage:
                         yield _data(maker.usage_chunk(result))

@@ -15,6 +15,7 @@ from app.answering.types import AnswerResult, Citation, Source
 from app.core.papers import StoredPaper as Paper
 from app.core.settings import RetrievalMode
 from app.retrieval.queries import question_problem
+from app.retrieval.types import Suggestion
 
 Role = Literal["system", "user", "assistant"]
 TOP_K_MAX = 50  # same bound as Settings.top_k
@@ -150,6 +151,10 @@ class SearchResponse(BaseModel):
     top_similarity: float
     relevance_floor: float
     covered: bool
+    coverage: str = Field(description="why the corpus covers the query (named, similar, terms), or why not")
+    suggestions: list[Suggestion] = Field(
+        default_factory=list, description="when not covered: the closest papers (not an answer)"
+    )
     results: list[SearchHit]
 
 

@@ -20,11 +20,14 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from app.core.chunks import PUBLIC_METADATA, stored_chunk_node
 from app.core.settings import RetrievalMode, Settings
+from app.retrieval.coverage import CoverageSignals
 from app.retrieval.fusion import cosine_from_chroma, group_by_paper, rrf
 from app.retrieval.lexical import LexicalIndex
+from app.retrieval.names import asks_about
 from app.retrieval.types import PaperHit, Passage, RetrievalResult
 
 LLAMA_INDEX_RRF_K = 60  # the k QueryFusionRetriever's reciprocal rank fusion uses
+EVIDENCE_PAPERS = 3  # the coverage decision reads the lexical evidence of this many top papers
 
 
 class DenseRetriever(BaseRetriever):
@@ -174,9 +177,59 @@ class PaperRetriever(BaseRetriever):
             for node_id, score in scores.items()
             if (node := nodes.get(node_id)) is not None
         ]
-        hits = group_by_paper(passages, top_k, self._settings.passages_per_paper)
-        top = max(dense.cosines.values(), default=0.0)
-        return RetrievalResult(hits=hits, mode=mode, queries=queries, top_similarity=max(top, 0.0))
+        ranked = group_by_paper(passages, len(passages), self._settings.passages_per_paper)
+        named = self.named_papers(queries)
+        hits = self._named_first(ranked, named, top_k)
+        top = max(max(dense.cosines.values(), default=0.0), 0.0)
+        evidence = self.lexical.term_evidence(queries[-1], [h.paper_id for h in hits[:EVIDENCE_PAPERS]])
+        signals = CoverageSignals(
+            dense=top,
+            share=max(evidence.share.values(), default=0.0),
+            bm25=max(evidence.bm25.values(), default=0.0),
+            absent=evidence.absent,
+            named=tuple(named),
+        )
+        return RetrievalResult(hits=hits, mode=mode, queries=queries, top_similarity=top, signals=signals)
+
+    def named_papers(self, queries: Sequence[str]) -> list[str]:
+        """The papers the question asks for by name ("What is Linformer?"), in match order; a name
+        merely mentioned among other things does not count (:func:`app.retrieval.names.asks_about`)."""
+        if not self._settings.coverage_names:
+            return []
+        found: list[str] = []
+        for query in queries:
+            for match in self.lexical.names.match(query):
+                if asks_about(query, match, self._settings.name_question_max_terms):
+                    found.extend(match.paper_ids)
+        return list(dict.fromkeys(found))
+
+    def _named_first(self, ranked: list[PaperHit], named: Sequence[str], top_k: int) -> list[PaperHit]:
+        """The named papers first (all of them, when several share the name), then the rest."""
+        if not named:
+            return ranked[:top_k]
+        by_id = {hit.paper_id: hit for hit in ranked}
+        first: list[PaperHit] = []
+        for paper_id in named:
+            hit = by_id.get(paper_id) or self._hit_for(paper_id)
+            if hit is not None:
+                first.append(hit)
+        rest = [hit for hit in ranked if hit.paper_id not in set(named)]
+        return (first + rest)[: max(top_k, len(first))]
+
+    def _hit_for(self, paper_id: str) -> PaperHit | None:
+        """A hit for a named paper that retrieval did not find (its first chunk, scored 0)."""
+        node = self.lexical.first_chunk(paper_id)
+        if node is None:
+            return None
+        passage = Passage(
+            chunk_id=node.node_id,
+            paper_id=paper_id,
+            title=str(node.metadata.get("title", "")),
+            text=node.text,
+            score=0.0,
+            metadata={key: node.metadata[key] for key in PUBLIC_METADATA if key in node.metadata},
+        )
+        return PaperHit(paper_id, passage.title, 0.0, (passage,), passage.metadata)
 
     def _embed(self, query: str) -> list[float]:
         return list(self._embed_model.get_query_embedding(query))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from pydantic import BaseModel
 
 from app.core.settings import RetrievalMode
 
@@ -38,8 +40,35 @@ class PaperHit:
 
 
 @dataclass(frozen=True)
+class CoverageSignals:
+    """What the coverage decision reads (see :mod:`app.retrieval.coverage`)."""
+
+    dense: float = 0.0
+    share: float = 0.0
+    bm25: float = 0.0
+    absent: float = 1.0
+    named: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["named"] = list(self.named)
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in data.items()}
+
+
+@dataclass(frozen=True)
 class RetrievalResult:
     hits: list[PaperHit]
     mode: RetrievalMode
     queries: list[str]
     top_similarity: float  # best dense cosine over the whole collection, for the relevance floor
+    signals: CoverageSignals = field(default_factory=CoverageSignals)  # for the coverage decision
+
+
+class Suggestion(BaseModel):
+    """A paper close to a question the corpus does not cover: offered, not cited, not an answer."""
+
+    paper_id: str
+    title: str
+    score: float  # fused retrieval score, higher is closer
+    similarity: float | None = None  # cosine similarity with the question, when known
+    url: str | None = None

@@ -12,7 +12,7 @@ from app.core.settings import RetrievalMode
 from app.core.store import store_errors
 from app.http.deps import RetrieverDep, SettingsDep
 from app.http.schemas import TOP_K_MAX, ErrorBody, SearchHit, SearchResponse
-from app.retrieval.coverage import is_covered
+from app.retrieval.coverage import CoverageModel, coverage_of, suggestions_for
 
 router = APIRouter(tags=["search"])
 
@@ -34,12 +34,15 @@ async def search(
         raise InvalidRequest(f"q: too long ({len(query)} characters, at most {settings.max_message_chars})")
     with store_errors(settings):
         retrieval = await run_in_threadpool(retriever.search, [query], mode, k)
+    coverage = coverage_of(retrieval, CoverageModel.from_settings(settings))
     return SearchResponse(
         query=query,
         mode=retrieval.mode,
         top_similarity=retrieval.top_similarity,
         relevance_floor=settings.relevance_floor,
-        covered=is_covered(retrieval, settings.relevance_floor),
+        covered=coverage.covered,
+        coverage=coverage.reason,
+        suggestions=[] if coverage.covered else suggestions_for(retrieval, settings.suggestions),
         results=[
             SearchHit(
                 rank=rank,

@@ -202,6 +202,8 @@
         }
         const refs = referenceList(result);
         if (refs) item.appendChild(refs);
+        const closest = suggestionList(result);
+        if (closest) item.appendChild(closest);
         item.appendChild(el("p", "meta-line", metaLine(result)));
         item.dataset.state = "done";
         scrollToEnd();
@@ -250,6 +252,26 @@
     for (const entry of entries) {
       const item = el("li");
       item.appendChild(el("span", "num", `[${entry.n}]`));
+      const button = el("button", "paper-title", entry.title);
+      button.type = "button";
+      button.dataset.paperId = entry.paper_id;
+      button.addEventListener("click", () => openPaper(entry.paper_id, entry.title, button));
+      item.appendChild(button);
+      list.appendChild(item);
+    }
+    box.appendChild(list);
+    return box;
+  }
+
+  /** For a refusal: the closest papers in the index, offered to open (not citations). */
+  function suggestionList(result) {
+    if (!result.refused || !result.suggestions || !result.suggestions.length) return null;
+    const box = el("div", "refs suggestions");
+    box.appendChild(el("h3", null, "Closest papers in the index"));
+    box.appendChild(el("p", "hint", "They do not answer the question; they are the nearest the index has."));
+    const list = el("ul");
+    for (const entry of result.suggestions) {
+      const item = el("li");
       const button = el("button", "paper-title", entry.title);
       button.type = "button";
       button.dataset.paperId = entry.paper_id;
