@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.answering.engine import PaperQAQueryEngine
+from app.answering.evidence import EvidenceFinder
 from app.answering.llm import ChatBackend, make_backend
 from app.answering.pipeline import Answerer
 from app.answering.prompts import Prompts, load_prompts
@@ -60,7 +61,8 @@ def build_services(
     if backend is None and load_llm:
         backend = make_backend(settings)
     seconds["llm"] = time.perf_counter() - t
-    engine = PaperQAQueryEngine(answerer=Answerer(settings, retriever, backend, prompts))
+    evidence = EvidenceFinder(settings, papers, embed_model, retriever.lexical)
+    engine = PaperQAQueryEngine(answerer=Answerer(settings, retriever, backend, prompts, evidence))
     return Services(
         settings,
         client,

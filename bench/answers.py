@@ -1,6 +1,7 @@
 """Answers with the embedded model (SmolLM2-135M in process): time to first streamed token,
-tokens per second, total time; p50/p95 over the dev questions, for a few settings that decide
-where the time goes (source-token budget, answer length, threads).
+tokens per second, total time; p50/p95 over the dev questions, for each answer strategy (extract,
+compose, generate; "default" is the shipped one) and a few settings that decide where the time
+goes (answer length, threads).
 
 ``python -m bench.answers`` (about 10 minutes on 2 cores).
 """
@@ -21,10 +22,11 @@ from eval.questions import load_questions
 COMMAND = "python -m bench.answers"
 VARIANTS = {
     "default": {},
-    "budget-400": {"context_token_budget": 400},
-    "budget-1000": {"context_token_budget": 1000},
-    "threads-1": {"llm_threads": 1},
-    "max-tokens-120": {"max_answer_tokens": 120},
+    "extract": {"answer_strategy": "extract"},
+    "compose": {"answer_strategy": "compose"},
+    "generate": {"answer_strategy": "generate"},
+    "generate-threads-1": {"answer_strategy": "generate", "llm_threads": 1},
+    "generate-max-tokens-120": {"answer_strategy": "generate", "max_answer_tokens": 120},
 }
 
 

@@ -227,8 +227,9 @@ def section_answers(r: dict[str, Any]) -> str:
             ),
             f"Over {r['questions']} answerable dev questions each. "
             + (
-                f"Targets: first token under 3 s — {verdict(d['first_token_s']['p50'], 3.0)} (p50 {d['first_token_s']['p50']} s); "
-                f"whole answer under 10 s p50 — {verdict(d['total_s']['p50'], 10.0)} ({d['total_s']['p50']} s)."
+                f"Targets (shipped defaults): first token p50 at most 2 s — {verdict(d['first_token_s']['p50'], 2.0)} "
+                f"(p50 {d['first_token_s']['p50']} s); whole answer p50 at most 6 s — "
+                f"{verdict(d['total_s']['p50'], 6.0)} ({d['total_s']['p50']} s)."
                 if d
                 else ""
             ),

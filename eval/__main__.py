@@ -3,6 +3,8 @@
 - ``retrieval``  retrieval only (no LLM): compare modes / chunk sizes / condensing; fast.
 - ``answers``    retrieval and answers, in process or against a running server (``--url``).
 - ``calibrate``  choose the coverage thresholds on dev (rules against a logistic regression); prints them.
+- ``evidence``   sweep the evidence and paper-selection settings on dev;
+- ``claims``     the claim check on the labelled answer sentences (``--build``: new candidates);
 - ``report``     the full comparison on dev, the held-out test numbers of the shipped defaults;
                  writes ``docs/evaluation.md`` and ``docs/evaluation.png``.
 
@@ -81,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help="config whose chunking / condensing to calibrate (default: shipped)",
     )
+
+    evidence = sub.add_parser("evidence", help="sweep the evidence and paper-selection settings on dev")
+    common(evidence)
+
+    claims = sub.add_parser("claims", help="the claim check on the labelled sentences of eval/claims/")
+    claims.add_argument(
+        "--build", action="store_true", help="write candidate sentences to label (loads the local model)"
+    )
+    claims.add_argument("--per-set", type=int, default=15, help="questions per set for --build (default 15)")
+    claims.add_argument("--quiet", action="store_true", help="no progress bars")
+    claims.add_argument("--corpus", type=Path, nargs="+", help="corpus (default: the bundled one)")
 
     report = sub.add_parser("report", help="the full comparison; writes docs/evaluation.md")
     common(report, configs=False)
@@ -301,6 +314,61 @@ async def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_evidence(args: argparse.Namespace) -> int:
+    from eval import evidence as ev
+    from eval.runner import Runner
+
+    runner = Runner(base_settings(args), progress=not args.quiet)
+    config = default_config()
+    try:
+        services = runner.services(config)
+        data = await asyncio.to_thread(
+            ev.features, services, questions_for(args, args.set), config.settings(runner.base)
+        )
+    finally:
+        await runner.aclose()
+    results = ev.sweep(data)
+    shipped = ev.replay(data, ev.shipped_setting(config.settings(runner.base)))
+    print(f"{len(data)} answerable {args.set} questions; {len(results)} settings")
+    print("shipped:", {k: round(v, 3) for k, v in shipped.items()})
+    for setting, figures in results[:10]:
+        print({k: round(v, 3) for k, v in figures.items()}, setting)
+    print("best, as settings:")
+    print("\n".join(ev.settings_lines(results[0][0])))
+    return 0
+
+
+async def cmd_claims(args: argparse.Namespace) -> int:
+    from eval import claims as cl
+    from eval.runner import Runner
+
+    runner = Runner(base_settings(args), progress=not args.quiet)
+    config = default_config()
+    try:
+        if args.build:
+            services = runner.services(config)
+            answerer = runner.answerer(config.with_(llm_backend="local"))
+            services.engine.answerer = answerer  # the evaluation's answerer, with the local model
+            rows: list = []
+            for set_name in ("dev", "test"):
+                answerable = [q for q in load_questions(set_name) if q.answerable and q.type != "followup"]
+                step = max(1, len(answerable) // args.per_set)
+                picked = answerable[::step][: args.per_set]
+                rows += await cl.build_candidates(services, picked, set_name)
+            cl.write_rows(cl.CANDIDATES, rows)
+            counts = {o: sum(r.origin == o for r in rows) for o in cl.ORIGINS}
+            print(f'wrote {cl.CANDIDATES}: {len(rows)} sentences {counts}; label the model\'s (label "?")')
+            return 0
+        result = cl.evaluate(runner, config)
+    finally:
+        await runner.aclose()
+    print(json.dumps(result, indent=2))
+    print(
+        f"calibrated on dev: PAPERQA_CLAIM_MIN_SIMILARITY={result['calibrated']:g} (shipped {result['shipped']:g})"
+    )
+    return 0
+
+
 def coverage_record(coverage: dict) -> dict:
     """The coverage part of a report run as JSON."""
     from eval.coverage import model_record
@@ -336,6 +404,10 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(cmd_compare(args, answers=True))
     if args.command == "calibrate":
         return asyncio.run(cmd_calibrate(args))
+    if args.command == "evidence":
+        return asyncio.run(cmd_evidence(args))
+    if args.command == "claims":
+        return asyncio.run(cmd_claims(args))
     return asyncio.run(cmd_report(args))
 
 

@@ -9,6 +9,7 @@ Spec: tokens joined by ``:`` (any order; unspecified fields keep the application
     f0.3                           relevance floor
     cond-off | cond-concat | cond-llm   follow-up condensing
     torch | onnx-int8              embedding path (fp32 sentence-transformers, or int8 ONNX)
+    s-extract | s-compose | s-generate   answer strategy (default: the backend's, ``auto``)
     retrieval-only                 skip the answer part
     default                        the application defaults (the same as no token at all)
 
@@ -29,6 +30,7 @@ CondenseMode = Literal["llm", "concat", "off"]
 MODES: tuple[str, ...] = ("bm25", "dense", "hybrid")
 BACKENDS: tuple[str, ...] = ("local", "extractive", "openai")
 CONDENSE: tuple[str, ...] = ("off", "concat", "llm")
+STRATEGIES: tuple[str, ...] = ("extract", "compose", "generate")
 EMBED_BACKENDS: tuple[str, ...] = ("onnx-int8", "torch")
 
 
@@ -47,6 +49,7 @@ class Config:
     condense_mode: CondenseMode
     answers: bool = True
     embed_backend: str = "onnx-int8"
+    answer_strategy: str = "auto"
     label: str = ""  # optional display name; ``name`` stays the canonical spec
 
     @property
@@ -65,6 +68,8 @@ class Config:
             parts.append(f"cond-{self.condense_mode}")
         if self.embed_backend != base.embed_backend:
             parts.append(self.embed_backend)
+        if self.answers and self.answer_strategy != base.answer_strategy:
+            parts.append(f"s-{self.answer_strategy}")
         if not self.answers:
             parts.append("retrieval-only")
         return ":".join(parts)
@@ -88,6 +93,7 @@ class Config:
                 "condense_mode": self.condense_mode,
                 "llm_backend": self.llm_backend,
                 "embed_backend": self.embed_backend,
+                "answer_strategy": self.answer_strategy,
             }
         )
 
@@ -120,6 +126,7 @@ def default_config() -> Config:
         relevance_floor=float(_field_default("relevance_floor")),  # type: ignore[arg-type]
         condense_mode=_field_default("condense_mode"),  # type: ignore[arg-type]
         embed_backend=str(_field_default("embed_backend")),
+        answer_strategy=str(_field_default("answer_strategy")),
     )
 
 
@@ -137,6 +144,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"chunk size {config.chunk_size}: expected {low}..{high}")
     if not 0 <= config.chunk_overlap < config.chunk_size:
         raise ConfigError(f"chunk overlap {config.chunk_overlap}: expected 0..chunk size - 1")
+    if config.answer_strategy not in ("auto", *STRATEGIES):
+        raise ConfigError(f"answer strategy {config.answer_strategy!r}: expected one of {STRATEGIES}")
     if not 1 <= config.top_k <= 50:
         raise ConfigError(f"top_k {config.top_k}: expected 1..50")
     return config
@@ -159,6 +168,8 @@ def parse_config(spec: str) -> Config:
                 changes["llm_backend"] = token
             elif token.startswith("cond-") and token[5:] in CONDENSE:
                 changes["condense_mode"] = token[5:]
+            elif token.startswith("s-") and token[2:] in STRATEGIES:
+                changes["answer_strategy"] = token[2:]
             elif token == "retrieval-only":
                 changes["answers"] = False
             elif token[0] == "c" and token[1:].isdigit():
@@ -174,6 +185,7 @@ def parse_config(spec: str) -> Config:
         except ValueError:
             raise ConfigError(
                 f"config {spec!r}: cannot read {raw!r} (expected e.g. hybrid, c200, o32, k5, "
-                "local|extractive|openai, f0.3, cond-off|cond-concat|cond-llm, torch|onnx-int8, retrieval-only)"
+                "local|extractive|openai, f0.3, cond-off|cond-concat|cond-llm, torch|onnx-int8, "
+                "s-extract|s-compose|s-generate, retrieval-only)"
             ) from None
     return config.with_(**changes)

@@ -174,6 +174,188 @@ def coverage_section(coverage: Mapping[str, Any]) -> str:
     )
 
 
+def _total(summary: Mapping[str, Any], metric: str) -> int | None:
+    cell = summary.get("answers", {}).get("all", {}).get(metric, {})
+    if not cell.get("n") or cell.get("mean") is None:
+        return None
+    return round(cell["mean"] * cell["n"])
+
+
+def strategy_figures(suite: Suite, config: Config, set_name: str) -> dict[str, Any]:
+    summary = suite.summary(set_name, config)
+    latency = summary["latency_ms"]
+    return {
+        **suite.strategy_score(config, set_name),
+        "replaced": rp.value(summary, "answers", "unsupported_replaced"),
+        "shipped_unsupported": _total(summary, "shipped_unsupported"),
+        "trimmed": _total(summary, "trimmed"),
+        "first_token_p50": latency.get("first_token_ms", {}).get("p50"),
+        "total_p50": latency.get("total_ms", {}).get("p50"),
+        "fallbacks": summary.get("fallbacks", 0),
+        "n_single": summary["answers"]["all"].get("single_gold_cited", {}).get("n") or 0,
+    }
+
+
+def strategies_section(suite: Suite, result: Mapping[str, Any]) -> str:
+    st = result["strategies"]
+    configs: dict[str, Config] = st["configs"]
+    figures = {
+        (name, set_name): strategy_figures(suite, c, set_name)
+        for name, c in configs.items()
+        for set_name in ("dev", "test")
+    }
+    rows = []
+    for set_name in ("dev", "test"):
+        for name in configs:
+            f = figures[(name, set_name)]
+            rows.append(
+                [
+                    f"`{name}`" + (" (shipped)" if name == st["shipped"] else ""),
+                    set_name,
+                    rp.fmt(f["single_gold_cited"]),
+                    rp.fmt(f["citation_precision"]),
+                    rp.fmt(f["multi_recall"]),
+                    rp.fmt(f["detail_facts"]),
+                    rp.fmt(f["score"]),
+                    rp.fmt(f["replaced"], 2),
+                    str(f["shipped_unsupported"]),
+                    str(f["trimmed"]),
+                    rp.fmt_ms(f["first_token_p50"]),
+                    rp.fmt_ms(f["total_p50"]),
+                    str(f["fallbacks"]),
+                ]
+            )
+    table = rp.table(
+        [
+            "strategy",
+            "set",
+            "gold cited (1-paper q.)",
+            "citation precision",
+            "citation recall (multi)",
+            "key facts (detail)",
+            "mean of the four",
+            "sentences replaced or dropped per answer",
+            "unsupported shipped",
+            "replies trimmed",
+            "first token p50",
+            "answer p50",
+            "fallbacks",
+        ],
+        rows,
+    )
+    verdicts = []
+    labels = {
+        "single_gold_cited": "gold paper cited",
+        "citation_precision": "citation precision",
+        "multi_recall": "citation recall on multi-paper questions",
+        "detail_facts": "key facts on detail questions",
+    }
+    for name in configs:
+        if name == "extract":
+            continue
+        for set_name in ("dev", "test"):
+            mine, base = figures[(name, set_name)], figures[("extract", set_name)]
+            margin = 1 / max(mine["n_single"], 1)
+            better = [
+                labels[k]
+                for k in labels
+                if mine[k] is not None and base[k] is not None and mine[k] - base[k] > margin
+            ]
+            worse = [
+                labels[k]
+                for k in labels
+                if mine[k] is not None and base[k] is not None and base[k] - mine[k] > margin
+            ]
+            verdicts.append(
+                f"- `{name}` against `extract` on {set_name}: "
+                + (f"adds on {', '.join(better)}" if better else "adds nothing measurable")
+                + (f"; loses on {', '.join(worse)}" if worse else "")
+                + f" (answer p50 {rp.fmt_ms(mine['total_p50'])} against {rp.fmt_ms(base['total_p50'])})."
+            )
+    shipped = figures[(st["shipped"], "test")]
+    targets = (
+        f"**Held-out test, shipped strategy `{st['shipped']}`**: gold paper cited on one-paper questions "
+        f"{rp.fmt(shipped['single_gold_cited'])} (target ≥ 0.95), citation precision "
+        f"{rp.fmt(shipped['citation_precision'])} (≥ 0.85), citation recall on multi-paper questions "
+        f"{rp.fmt(shipped['multi_recall'])} (≥ 0.85), key facts on detail questions "
+        f"{rp.fmt(shipped['detail_facts'])} (≥ 0.80); sentences shipped that the checker marks unsupported "
+        f"{shipped['shipped_unsupported']} (target 0); answer p50 {rp.fmt_ms(shipped['total_p50'])} (target ≤ 6 s; "
+        "first-token and answer latency under load: docs/performance.md)."
+    )
+    return "\n".join(
+        [
+            "Each answer is written by one strategy (`PAPERQA_ANSWER_STRATEGY`; `app/answering/strategies.py`): "
+            "`extract` lays the evidence out paper by paper with no model; `compose` keeps that layout and "
+            "asks the model for one sentence per paper from its evidence; `generate` makes one model call "
+            "over every source's evidence. Every sentence of every answer then passes the claim check "
+            '(see "Claim check"); a failing one is replaced by the paper\'s evidence or dropped. All with '
+            f"the bundled model (`{result['local_default'].llm_backend}`), on dev and on test:",
+            "",
+            table,
+            "",
+            *verdicts,
+            "",
+            f"Rule: on dev, the best mean of the four faithfulness figures; within one question's worth, the "
+            f"cheapest (extract < compose < generate). Picked for the bundled model: **`{st['picked']}`** "
+            f"(shipped: `{st['shipped']}`). A strong model behind `OPENAI_BASE_URL` gets `generate` (one "
+            "call over the evidence), which this evaluation cannot measure without one.",
+            "",
+            targets,
+        ]
+    )
+
+
+def claims_section(claims: Mapping[str, Any] | None) -> str:
+    if not claims:
+        return "Not measured in this run (no labelled set)."
+    rows = []
+    for set_name, cell in claims["sets"].items():
+        rows.append(
+            [
+                set_name,
+                str(cell["n"]),
+                str(cell["unsupported"]),
+                str(cell["flagged"]),
+                rp.fmt(cell["precision"]),
+                rp.fmt(cell["recall"]),
+            ]
+        )
+    origin_rows = []
+    for set_name, cell in claims["sets"].items():
+        for origin, o in cell["by_origin"].items():
+            origin_rows.append(
+                [
+                    set_name,
+                    origin,
+                    str(o["n"]),
+                    str(o["unsupported (label)"]),
+                    str(o["flagged"]),
+                    str(o["agree"]),
+                ]
+            )
+    return "\n".join(
+        [
+            f"The checker (`app/answering/claims.py`) on {claims['rows']} hand-labelled answer sentences "
+            "(`eval/claims/labelled.jsonl`: sentences the bundled model wrote, extract sentences, and "
+            "extract sentences corrupted on purpose: a swapped citation, a changed number, an invented "
+            "model name, a claim from another paper). A sentence is flagged when it cites no retrieved "
+            "paper, states a number, name or quoted term its cited abstract lacks, or is less similar "
+            "(MiniLM cosine) to every sentence of the cited abstract than `PAPERQA_CLAIM_MIN_SIMILARITY` "
+            f"(shipped {claims['shipped']:g}; the F1-best threshold on the dev sentences is "
+            f"{claims['calibrated']:g}). Unsupported = positive:",
+            "",
+            rp.table(["sentences of", "n", "labelled unsupported", "flagged", "precision", "recall"], rows),
+            "",
+            rp.table(
+                ["sentences of", "origin", "n", "labelled unsupported", "flagged", "checker agrees"],
+                origin_rows,
+            ),
+            "",
+            "Targets (test): recall on corrupted and unsupported sentences ≥ 0.90, precision ≥ 0.90.",
+        ]
+    )
+
+
 def recommended_section(
     rec: Config,
     reasons: Sequence[str],
@@ -392,6 +574,14 @@ def render(
         "hit@5 per question type:",
         "",
         by_type_matrix([s("dev", c) for c in grid], "hit@5"),
+        "",
+        "## Answer strategies",
+        "",
+        strategies_section(suite, result),
+        "",
+        "## Claim check",
+        "",
+        claims_section(result.get("claims")),
         "",
         "## Coverage: answer or refuse",
         "",

@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from app.answering.claims import answer_sentences
 from app.core.settings import Settings
 from app.retrieval.coverage import CoverageModel, coverage_of
 from eval import metrics as m
@@ -26,6 +27,27 @@ from eval.config import Config
 from eval.questions import Question, corpus_titles
 
 RANK_DEPTH = 10  # retrieval metrics are computed on the first 10 papers
+
+
+def recheck(answerer: Any, question: Question, result: Any) -> int | None:
+    """The claim check run again, independently, on the answer as shipped: the number of its
+    sentences that fail (must be 0). None for a refusal. Blocking."""
+    from app.answering.strategies import ClaimChecker
+    from app.retrieval.types import PaperHit, Passage
+
+    if result.refused or not result.answer.strip():
+        return None
+    hits = [
+        PaperHit(
+            c.paper_id, c.title, c.score, (Passage(c.paper_id, c.paper_id, c.title, c.passage, c.score),)
+        )
+        for c in result.citations
+    ]
+    evidence = answerer.evidence.find(question.messages[-1]["content"], hits)
+    checker = ClaimChecker(evidence, answerer.evidence.embed, answerer.settings.claim_min_similarity)
+    return sum(not verdict.supported for _, verdict in checker.check_text(result.answer))
+
+
 Row = dict[str, Any]
 
 
@@ -56,6 +78,9 @@ def answer_metrics(
         "hallucinated_citations": m.hallucinated_citations(cited, titles.values()),
         "key_fact_match": m.key_fact_match(answer if answered else "", question.key_facts)
         if answerable
+        else None,
+        "single_gold_cited": int(answered and m.citation_recall(cited, question.gold_titles) == 1.0)
+        if answerable and len(question.gold_titles) == 1
         else None,
         "context_key_facts": m.key_fact_match(context if answered else "", question.key_facts)
         if answerable
@@ -151,11 +176,16 @@ class Runner:
 
     def answerer(self, config: Config, with_llm: bool = True):
         """The service's answerer for ``config``; without the LLM when only retrieving."""
+        from app.answering.evidence import EvidenceFinder
         from app.answering.pipeline import Answerer
 
         services = self.services(config)
         backend = self.backend(config.llm_backend) if with_llm else None
-        return Answerer(config.settings(self.base), services.retriever, backend, services.prompts)
+        settings = config.settings(self.base)
+        evidence = EvidenceFinder(
+            settings, services.papers, services.retriever.embed_model, services.retriever.lexical
+        )
+        return Answerer(settings, services.retriever, backend, services.prompts, evidence)
 
     async def aclose(self) -> None:
         for backend in self._backends.values():
@@ -198,10 +228,11 @@ class Runner:
         }
 
     async def _answer_in_process(self, question: Question, config: Config) -> dict[str, Any]:
-        result = await self.answerer(config).answer(
-            question.messages, top_k=config.top_k, mode=config.retrieval_mode
-        )
-        return result.model_dump(mode="json")
+        answerer = self.answerer(config)
+        result = await answerer.answer(question.messages, top_k=config.top_k, mode=config.retrieval_mode)
+        data = result.model_dump(mode="json")
+        data["recheck_failed"] = await asyncio.to_thread(recheck, answerer, question, result)
+        return data
 
     async def _answer_remote(self, question: Question, config: Config, client) -> dict[str, Any]:
         body = {
@@ -237,6 +268,9 @@ class Runner:
             "backend": data.get("backend"),
             "fallback_reason": data.get("fallback_reason"),
             "dropped_citations": data.get("dropped_citations", 0),
+            "strategy": data.get("strategy"),
+            "unsupported": data.get("unsupported", []),
+            "trimmed": bool(data.get("trimmed", False)),
             "usage": data.get("usage", {}),
             "answer_timings": data.get("timings", {}),
             "wall_ms": wall_ms,
@@ -250,6 +284,13 @@ class Runner:
             self.titles,
             context=" ".join(passages),
         )
+        shipped = len(answer_sentences(row["answer"])) if not row["refused"] else 0
+        row["answer_metrics"]["unsupported_replaced"] = (
+            len(row["unsupported"]) if not row["refused"] else None
+        )
+        row["answer_metrics"]["sentences_shipped"] = shipped if not row["refused"] else None
+        row["answer_metrics"]["shipped_unsupported"] = data.get("recheck_failed")
+        row["answer_metrics"]["trimmed"] = int(row["trimmed"]) if not row["refused"] else None
         if self.judge is not None and not row["refused"] and question.answerable:
             row["judge"] = await self.judge.score(question.question, passages, row["answer"])
         return row

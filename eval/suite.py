@@ -215,6 +215,24 @@ class Suite:
         t = time.perf_counter()
         await self._run([local_default], self.test, "test")
         self.timing["test"] = time.perf_counter() - t
+
+        # 5. The answer strategies with the answering model, side by side on dev and test: the
+        #    shipped default runs as one of them; the choice is made on dev only.
+        from app.answering.strategies import STRATEGIES, resolve_strategy
+
+        t = time.perf_counter()
+        shipped_strategy = resolve_strategy(local_default.settings(self.runner.base), self.local_backend)
+        strategy_configs = {shipped_strategy: local_default}
+        for name in STRATEGIES:
+            if name != shipped_strategy:
+                strategy_configs[name] = local_default.with_(answer_strategy=name, label=f"strategy {name}")
+        others = [c for name, c in strategy_configs.items() if name != shipped_strategy]
+        await self._run(others, self.dev, "dev")
+        await self._run(others, self.test, "test")
+        self.timing["strategies"] = time.perf_counter() - t
+        from eval import claims as cl
+
+        claims = cl.evaluate(self.runner, d) if cl.LABELLED.is_file() else None
         self.timing["total"] = time.perf_counter() - started
 
         answer_configs = list({c.name: c for c in [*grid, *rec_k.values()]}.values())
@@ -229,6 +247,12 @@ class Suite:
             "coverage": coverage,
             "recommended": Recommendation(recommended, reasons),
             "rec_k": rec_k,
+            "claims": claims,
+            "strategies": {
+                "configs": strategy_configs,
+                "shipped": shipped_strategy,
+                "picked": self.pick_strategy(strategy_configs),
+            },
         }
 
     # --- rules ---------------------------------------------------------------------------------
@@ -282,6 +306,34 @@ class Suite:
         """One follow-up question's worth of the follow-up nDCG@10 mean."""
         n = self.summary("dev", config)["retrieval"].get("followup", {}).get("ndcg@10", {}).get("n", 0)
         return max(TIE, 1 / n) if n else TIE
+
+    def strategy_score(self, config: Config, set_name: str = "dev") -> dict[str, float | None]:
+        """The faithfulness figures of an answer config: gold paper cited on one-paper questions,
+        citation precision, citation recall on "which papers" questions, key facts on detail ones."""
+        summary = self.summary(set_name, config)
+        parts = {
+            "single_gold_cited": rp.value(summary, "answers", "single_gold_cited"),
+            "citation_precision": rp.value(summary, "answers", "citation_precision"),
+            "multi_recall": rp.value(summary, "answers", "citation_recall", "multi"),
+            "detail_facts": rp.value(summary, "answers", "key_fact_match", "detail"),
+        }
+        known = [v for v in parts.values() if v is not None]
+        parts["score"] = sum(known) / len(known) if known else None
+        return parts
+
+    def pick_strategy(self, configs: dict[str, Config]) -> str:
+        """On dev: the best mean of the four figures; within one question's worth of it, the
+        cheapest (extract < compose < generate: no model, short calls, one long call)."""
+        cost = {"extract": 0, "compose": 1, "generate": 2}
+        scored = {name: self.strategy_score(c)["score"] for name, c in configs.items()}
+        known = {k: v for k, v in scored.items() if v is not None}
+        if not known:
+            return next(iter(configs))
+        best = max(known.values())
+        some = next(iter(configs.values()))
+        n = self.summary("dev", some)["answers"]["all"].get("single_gold_cited", {}).get("n") or 1
+        near = [k for k, v in known.items() if best - v <= 1 / (4 * n) + 1e-9]
+        return min(near, key=lambda k: cost.get(k, 9))
 
     def _rows_like(self, config: Config, set_name: str = "dev") -> list[Row]:
         """Rows of a run with the config's chunking and condensing (the coverage signals depend on

@@ -37,6 +37,11 @@ ANSWER_METRICS = (
     "false_refusal",
     "key_fact_match",
     "context_key_facts",
+    "single_gold_cited",
+    "unsupported_replaced",
+    "sentences_shipped",
+    "shipped_unsupported",
+    "trimmed",
     "judge_faithfulness",
     "judge_relevance",
 )
@@ -45,6 +50,7 @@ LATENCY_STAGES = {
     "condense_ms": ("answer_timings", "condense_ms"),
     "retrieve_ms": ("answer_timings", "retrieve_ms"),
     "generate_ms": ("answer_timings", "generate_ms"),
+    "first_token_ms": ("answer_timings", "first_token_ms"),
     "total_ms": ("answer_timings", "total_ms"),
     "wall_ms": ("wall_ms",),  # answer part seen from the evaluator (HTTP included with --url)
 }
@@ -69,6 +75,11 @@ METRIC_LABELS = {
     "false_refusal": "false refusals",
     "key_fact_match": "key facts",
     "context_key_facts": "key facts in sources",
+    "single_gold_cited": "gold cited (1-paper q.)",
+    "unsupported_replaced": "sentences replaced or dropped",
+    "sentences_shipped": "sentences",
+    "shipped_unsupported": "unsupported shipped",
+    "trimmed": "trimmed",
     "judge_faithfulness": "judge faithful. (1-5)",
     "judge_relevance": "judge relev. (1-5)",
 }

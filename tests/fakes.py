@@ -184,6 +184,8 @@ def fake_settings(build: Callable[..., Settings], folder: Path, **overrides: obj
         # no word scores 0) get the plain rule: covered from a dense similarity of 0.2.
         "coverage_model": "rules",
         "relevance_floor": 0.2,
+        # Hashed-word vectors of a sentence and its paraphrase are less alike than MiniLM's.
+        "claim_min_similarity": 0.3,
         "llm_backend": "extractive",
     }
     values.update(overrides)
@@ -268,7 +270,9 @@ def with_backend(services: Services, backend: Any, **settings_overrides: object)
     settings = (
         services.settings.model_copy(update=settings_overrides) if settings_overrides else services.settings
     )
-    answerer = Answerer(settings, services.retriever, backend, services.prompts)
+    answerer = Answerer(
+        settings, services.retriever, backend, services.prompts, services.engine.answerer.evidence
+    )
     return dataclasses.replace(
         services, settings=settings, backend=backend, engine=PaperQAQueryEngine(answerer=answerer)
     )

@@ -79,7 +79,9 @@ def extractive_services(service_store: Path, embed_model) -> Services:
 
 @pytest.fixture(scope="session")
 def local_services(service_store: Path, embed_model) -> Iterator[Services]:
-    services = build_services(service_settings(service_store, llm_backend="local"), embed_model=embed_model)
+    # The model writes the whole answer (generate): these fixtures test the model's path over HTTP.
+    settings = service_settings(service_store, llm_backend="local", answer_strategy="generate")
+    services = build_services(settings, embed_model=embed_model)
     yield services
     asyncio.run(services.aclose())
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from app.answering.evidence import EvidenceFinder
 from app.answering.llm import LocalBackend, OpenAIBackend, Usage
 from app.answering.pipeline import Answerer
 from app.answering.prompts import load_prompts
 from app.answering.types import DeltaEvent, DoneEvent, ErrorEvent, SourcesEvent
+from app.core.store import get_collections, make_client
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +45,9 @@ def local_backend(bundled_index):
 
 def answerer_for(index, backend, **overrides) -> Answerer:
     settings = index.settings.model_copy(update=overrides)
-    return Answerer(settings, index.retriever, backend, load_prompts(settings.prompts_dir))
+    papers = get_collections(make_client(settings), settings.collection)[1]
+    evidence = EvidenceFinder(settings, papers, index.retriever.embed_model, index.retriever.lexical)
+    return Answerer(settings, index.retriever, backend, load_prompts(settings.prompts_dir), evidence)
 
 
 async def collect(answerer: Answerer, messages, **kwargs):
@@ -51,16 +55,26 @@ async def collect(answerer: Answerer, messages, **kwargs):
 
 
 def check_result_guarantees(result) -> None:
+    """Citations are real sources, numbered in order, each with its evidence; every sentence of
+    the answer cites one; nothing cut mid-sentence."""
+    from app.answering.claims import answer_sentences
+
     source_ids = {s.paper_id for s in result.sources}
     assert all(c.paper_id in source_ids for c in result.citations)
     assert [c.marker for c in result.citations] == list(range(1, len(result.citations) + 1))
     for marker in range(len(result.citations) + 1, 30):
         assert f"[{marker}]" not in result.answer
+    assert all(c.evidence for c in result.citations)
+    assert all(s.markers for s in answer_sentences(result.answer)), result.answer
+    assert result.answer.rstrip().endswith((".", "!", "?", "]")), result.answer
 
 
-async def test_local_model_streams_a_cited_answer(bundled_index, local_backend) -> None:
+@pytest.mark.parametrize("strategy", ["generate", "compose"])
+async def test_local_model_streams_a_checked_cited_answer(
+    bundled_index, local_backend, strategy: str
+) -> None:
     # A generous deadline: a loaded machine is slow, and no timing is tested here.
-    answerer = answerer_for(bundled_index, local_backend, llm_timeout_s=240)
+    answerer = answerer_for(bundled_index, local_backend, llm_timeout_s=240, answer_strategy=strategy)
     events = await collect(answerer, [{"role": "user", "content": IN_SCOPE}])
     errors = [e.message for e in events if isinstance(e, ErrorEvent)]
     assert errors == []
@@ -69,11 +83,15 @@ async def test_local_model_streams_a_cited_answer(bundled_index, local_backend) 
     assert any(isinstance(e, DeltaEvent) for e in events)
     result = events[-1].result
     assert result.backend == "local" and not result.refused and result.fallback_reason is None
+    assert result.strategy == strategy
     assert result.answer.strip()
     titles = " ".join(s.title for s in result.sources)
     assert "Post-Training Quantization" in titles
     check_result_guarantees(result)
     assert result.usage.completion_tokens > 0 and result.usage.prompt_tokens > 0
+    # What the model wrote that the check refused is reported, never shown.
+    for unsupported in result.unsupported:
+        assert unsupported.sentence not in result.answer and unsupported.reason
     assert result.timings.first_token_ms is not None and result.timings.generate_ms > 0
 
 
@@ -132,7 +150,9 @@ async def test_openai_path_against_llama_cpp_server(bundled_index, llama_server,
     backend = OpenAIBackend(settings)
     try:
         events = await collect(
-            answerer_for(bundled_index, backend, llm_timeout_s=240, max_answer_tokens=80),
+            answerer_for(
+                bundled_index, backend, llm_timeout_s=240, max_answer_tokens=80, answer_strategy="generate"
+            ),
             [{"role": "user", "content": IN_SCOPE}],
             stream=stream,
         )

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.answering.context import build_messages, build_sources, count_tokens, make_citations
-from app.answering.extractive import best_sentence, extractive_answer, split_sentences
+from app.answering.context import build_messages, count_tokens, make_citations, sources_from_evidence
+from app.answering.evidence import PaperEvidence, Sentence
 from app.answering.prompts import PromptError, check_template, load_prompts
 from app.core.settings import PROJECT_ROOT
 from app.retrieval.queries import standalone_queries
@@ -58,18 +58,21 @@ def hit(paper: str, text: str) -> PaperHit:
     )
 
 
-def test_build_sources_respects_budget_and_numbers() -> None:
+def evidence(paper: str, text: str) -> PaperEvidence:
+    return PaperEvidence(
+        paper, f"A Paper Called {paper}", text, (Sentence(text, 0, len(text)),), (1.0,), (0,)
+    )
+
+
+def test_sources_carry_their_evidence_within_the_budget() -> None:
     long = "word " * 2000
-    sources = build_sources([hit("a", long), hit("b", long), hit("c", "short text")], budget=300)
+    found = [evidence("a", long), evidence("b", long), evidence("c", "short text")]
+    sources = sources_from_evidence(found, [hit("a", "x"), hit("b", "x"), hit("c", "x")], 300)
     assert [s.n for s in sources] == [1, 2, 3]
-    total = sum(count_tokens(f"[{s.n}] {s.title}\n{s.passage}") for s in sources)
+    total = sum(count_tokens(f"[{s.n}] {s.title}: {s.passage}") for s in sources)
     assert total <= 300 + 3 * 2  # the " …" marks
     assert sources[2].passage == "short text"
-
-
-def test_build_sources_skips_sources_with_no_room() -> None:
-    sources = build_sources([hit(str(i), "text " * 50) for i in range(20)], budget=100)
-    assert sources == []
+    assert sources[2].evidence[0].text == "short text" and sources[2].evidence[0].end == 10
 
 
 def test_standalone_queries_keep_raw_question_first() -> None:
@@ -97,7 +100,9 @@ def test_prompts_load_and_placeholders_are_checked(tmp_path: Path) -> None:
 
 def test_build_messages_numbers_sources_and_keeps_short_history() -> None:
     prompts = load_prompts(PROJECT_ROOT / "prompts")
-    sources = build_sources([hit("a", "alpha text"), hit("b", "beta text")], budget=400)
+    sources = sources_from_evidence(
+        [evidence("a", "alpha text"), evidence("b", "beta text")], [hit("a", "x"), hit("b", "x")], 400
+    )
     history = [{"role": "user", "content": "x" * 5000}, {"role": "assistant", "content": "y"}]
     msgs = build_messages(prompts, sources, [*history, {"role": "user", "content": "Why?"}])
     assert msgs[0]["role"] == "system"
@@ -107,20 +112,11 @@ def test_build_messages_numbers_sources_and_keeps_short_history() -> None:
 
 
 def test_make_citations_maps_markers_to_sources() -> None:
-    sources = build_sources([hit("a", "alpha"), hit("b", "beta")], budget=400)
+    sources = sources_from_evidence(
+        [evidence("a", "alpha"), evidence("b", "beta")], [hit("a", "x"), hit("b", "x")], 400
+    )
     cites = make_citations(sources, [1, 0])
     assert [(c.marker, c.paper_id) for c in cites] == [(1, "b"), (2, "a")]
-
-
-def test_extractive_picks_matching_sentence_and_cites() -> None:
-    text = "We study cats. Our method quantizes vision transformers to 4 bits. It is fast."
-    assert best_sentence("how to quantize vision transformers", text) == (
-        "Our method quantizes vision transformers to 4 bits."
-    )
-    answer = extractive_answer("quantize", [text, "Another paper. It quantizes too."])
-    assert answer.endswith("[2]") and "[1]" in answer
-    assert split_sentences("A b. C d? E") == ["A b.", "C d?", "E"]
-    assert extractive_answer("q", []) == ""
 
 
 def test_rrf_weights_scale_each_list() -> None:

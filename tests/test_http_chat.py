@@ -123,15 +123,33 @@ async def test_top_k_and_mode(client: httpx.AsyncClient, mode: str) -> None:
     assert 1 <= len(result["sources"]) <= 2
 
 
-async def test_a_scripted_model_answer_is_citation_checked(contract_services: Services) -> None:
-    """Markers past the sources are dropped and counted; the rest are renumbered in citing order."""
-    backend = ScriptedBackend("RepQ-ViT reparameterizes scales [2]. Another claim [9]. PTQ works [1].")
-    async with app_client(create_app(services=with_backend(contract_services, backend))) as client:
+async def test_a_scripted_model_answer_is_checked_sentence_by_sentence(contract_services: Services) -> None:
+    """Generate: a supported sentence stays; one citing no retrieved paper is dropped; one whose
+    acronym is in no cited abstract is replaced by that paper's evidence. All reported."""
+    sources = (await contract_services.engine.answer([{"role": "user", "content": QUESTION}])).sources
+    repq = next(s.n for s in sources if s.paper_id == "repq")
+    ptq = next(s.n for s in sources if s.paper_id == "vit-ptq")
+    backend = ScriptedBackend(
+        f"RepQ-ViT decouples quantization and inference with scale reparameterization [{repq}]. "
+        f"Another claim [9]. The PTQ recipe needs GPTQ [{ptq}]."
+    )
+    services = with_backend(contract_services, backend, answer_strategy="generate")
+    async with app_client(create_app(services=services)) as client:
         result = (await client.post("/chat", json=ask())).json()
-    assert result["backend"] == "openai" and result["model"] == "scripted"
-    assert result["dropped_citations"] == 1 and "[9]" not in result["answer"]
-    assert [c["marker"] for c in result["citations"]] == [1, 2]
-    assert result["citations"][0]["title"].startswith("RepQ-ViT")
+    assert (
+        result["backend"] == "openai" and result["strategy"] == "generate" and result["model"] == "scripted"
+    )
+    assert "RepQ-ViT decouples quantization" in result["answer"]
+    assert "Another claim" not in result["answer"] and "GPTQ" not in result["answer"]
+    reasons = {u["sentence"].split()[0]: u for u in result["unsupported"]}
+    assert (
+        reasons["Another"]["action"] == "dropped"
+        and "cites no retrieved paper" in reasons["Another"]["reason"]
+    )
+    assert reasons["The"]["action"] == "replaced" and "GPTQ" in reasons["The"]["reason"]
+    assert reasons["The"]["replacement"].startswith("Post-Training Quantization for Vision Transformers [")
+    assert {c["paper_id"] for c in result["citations"]} == {"repq", "vit-ptq"}
+    assert all(c["evidence"] for c in result["citations"])
     assert result["usage"]["counted_by"] == "backend"
     assert len(backend.calls) == 1 and QUESTION in backend.calls[0][-1]["content"]
 
@@ -269,16 +287,17 @@ async def test_a_failed_model_is_503_with_an_extractive_fallback(contract_servic
 
 async def test_a_model_failing_mid_stream_sends_error_then_the_fallback(contract_services: Services) -> None:
     backend = ScriptedBackend(
-        "Post-training quantization keeps accuracy [1] and more",
-        fail_after_words=3,
+        "We quantize vision transformers after training with a small calibration set [1]. More words follow",
+        fail_after_words=16,
         error=LLMError("the connection dropped"),
     )
-    async with app_client(create_app(services=with_backend(contract_services, backend))) as client:
+    services = with_backend(contract_services, backend, answer_strategy="generate")
+    async with app_client(create_app(services=services)) as client:
         events = events_of(await client.post("/chat", json=ask(stream=True)))
     names = [name for name, _ in events]
     assert names[0] == "sources" and names.count("error") == 1 and names[-1] == "done"
     streamed = "".join(data["text"] for name, data in events[: names.index("error")] if name == "delta")
-    assert streamed.startswith("Post-training quantization"), "the words before the failure were streamed"
+    assert streamed.startswith("We quantize vision"), "the checked sentence before the failure was streamed"
     assert "the connection dropped" in events[names.index("error")][1]["message"]
     assert events[-1][1]["backend"] == "extractive"
 

@@ -51,7 +51,13 @@ def test_non_stream(client: openai.OpenAI) -> None:
     answer, _, appendix = text.partition("\n\nSources:\n")
     citations = (completion.model_extra or {})["citations"]
     assert citations and answer
-    assert appendix.splitlines() == [f"[{c['marker']}] {c['title']}" for c in citations]
+    expected = []
+    for c in citations:  # each cited title, then the evidence sentences behind it
+        expected += [
+            f"[{c['marker']}] {c['title']}",
+            *(f'    evidence: "{e["text"]}"' for e in c["evidence"]),
+        ]
+    assert appendix.splitlines() == expected and len(expected) > len(citations)
 
 
 def test_stream(client: openai.OpenAI) -> None:
@@ -112,8 +118,9 @@ def test_raw_stream_format(server: LiveServer) -> None:
     chunks = [json.loads(b[6:]) for b in blocks[:-1]]
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
-    assert chunks[-2]["citations"] and chunks[-2]["choices"][0]["delta"]["content"].endswith(
-        chunks[-2]["citations"][-1]["title"]
+    last = chunks[-2]["citations"][-1]
+    assert chunks[-2]["choices"][0]["delta"]["content"].endswith(
+        f'evidence: "{last["evidence"][-1]["text"]}"'
     )
 
 

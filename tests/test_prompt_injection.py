@@ -135,6 +135,7 @@ def injected_services(tmp_path_factory, embed_model, count_tokens):
         rate_limit_per_minute=0,
         top_k=4,
         llm_timeout_s=300,
+        answer_strategy="generate",  # the model writes the whole answer: what an attack aims at
     )
     summary = ingest(settings, progress=False, embed_model=embed_model, count_tokens=count_tokens)
     assert summary.new == len(PLANTED), summary.render()
@@ -174,7 +175,10 @@ def check(result: AnswerResult, raw: str) -> None:
     assert all(banana_free(c.title) for c in result.citations)
     for marker in re.findall(r"\[(\d+)\]", result.answer):
         assert 1 <= int(marker) <= len(result.citations), result.answer
-    assert result.dropped_citations >= expected_drops(raw, len(result.sources)), (raw, result)
+    # What the checks removed: markers and titles dropped, and sentences the claim check replaced
+    # or dropped (every one of them reported).
+    removed = result.dropped_citations + len(result.unsupported)
+    assert removed >= expected_drops(raw, len(result.sources)), (raw, result)
 
 
 @pytest.mark.slow

@@ -75,6 +75,24 @@ def rewrite_group(body: str, state: CitationState) -> str:
     return "".join(f"[{m}]" for m in out)
 
 
+def canonical_markers(text: str, n_sources: int) -> tuple[str, int]:
+    """Every marker group (``[1, 3]``, ``[2-4]``, ``[Source 2]``) as plain ``[n]`` markers of the
+    same source numbers (no renumbering); numbers past the sources are dropped and counted."""
+    dropped = 0
+
+    def one(match: re.Match[str]) -> str:
+        nonlocal dropped
+        numbers = expand_group(match.group(1))
+        if numbers is None:
+            dropped += 1
+            return ""
+        kept = [n for n in dict.fromkeys(numbers) if 1 <= n <= n_sources]
+        dropped += len(numbers) - len(kept)
+        return "".join(f"[{n}]" for n in kept)
+
+    return _GROUP.sub(one, text), dropped
+
+
 class CitationStream:
     """Feed model deltas, get clean text back; holds back only an unfinished ``[...`` group."""
 

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from app.answering.evidence import PaperEvidence
 from app.answering.prompts import Prompts
-from app.answering.types import Citation, Source
+from app.answering.types import Citation, EvidenceSpan, Source
 from app.core import offline
 from app.retrieval.queries import Turn
 from app.retrieval.types import PaperHit
@@ -37,34 +38,28 @@ def truncate_tokens(text: str, budget: int) -> str:
     return str(_encoding().decode(tokens[: max(budget, 0)])).rstrip() + " …"
 
 
-def build_sources(hits: Sequence[PaperHit], budget: int) -> list[Source]:
-    """Number the papers and fit their best passages into ``budget`` tiktoken tokens in all.
-
-    Each source gets an equal share, so a long first passage cannot crowd out the others; a
-    source that would get almost nothing is left out rather than shown as a stub.
-    """
-    if not hits:
-        return []
-    share = budget // len(hits)
-    sources: list[Source] = []
-    for hit in hits:
-        header = count_tokens(f"[{len(sources) + 1}] {hit.title}: ")
-        room = share - header
-        if room < 24:
-            continue
-        passage = " … ".join(p.text for p in hit.passages)
-        sources.append(
-            Source(
-                n=len(sources) + 1,
-                paper_id=hit.paper_id,
-                title=hit.title,
-                passage=truncate_tokens(passage, room),
-                score=hit.score,
-                similarity=hit.best_dense,
-                url=hit.url,
-            )
+def sources_from_evidence(
+    evidence: Sequence[PaperEvidence], hits: Sequence[PaperHit], budget: int = 10_000
+) -> list[Source]:
+    """The retrieved papers, numbered, each with its evidence: the passage the model is shown, cut
+    so that all of them fit ``budget`` tiktoken tokens (an equal share each)."""
+    share = budget // max(len(evidence), 1)
+    return [
+        Source(
+            n=n,
+            paper_id=e.paper_id,
+            title=e.title,
+            passage=truncate_tokens(
+                " ".join(s.text for s in e.evidence) or (hit.passages[0].text if hit.passages else ""),
+                max(share - count_tokens(f"[{n}] {e.title}: "), 24),
+            ),
+            score=hit.score,
+            similarity=hit.best_dense,
+            url=hit.url,
+            evidence=[EvidenceSpan(text=s.text, start=s.start, end=s.end) for s in e.evidence],
         )
-    return sources
+        for n, (e, hit) in enumerate(zip(evidence, hits, strict=True), start=1)
+    ]
 
 
 def render_sources(sources: Sequence[Source]) -> str:
@@ -96,6 +91,7 @@ def make_citations(sources: Sequence[Source], cited: Sequence[int]) -> list[Cita
             passage=sources[index].passage,
             score=sources[index].score,
             url=sources[index].url,
+            evidence=sources[index].evidence,
         )
         for marker, index in enumerate(cited, start=1)
     ]

@@ -1,4 +1,5 @@
-"""Question in, cited answer out: condense -> retrieve -> coverage -> generate -> check citations.
+"""Question in, cited answer out: condense -> retrieve -> coverage -> evidence -> answer (a
+strategy, every sentence checked) -> citations.
 
 :meth:`Answerer.events` is the one pipeline; it yields the events of :mod:`app.answering.types`.
 :meth:`Answerer.answer` runs the same pipeline without streaming (one ``complete`` call).
@@ -7,22 +8,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
 from starlette.concurrency import run_in_threadpool
 
-from app.answering.citations import CitationStream, finalize
+from app.answering.citations import Finalized, finalize, tidy
+from app.answering.compose import select_papers
 from app.answering.condense import condense, weights_for
-from app.answering.context import build_messages, build_sources, count_tokens, make_citations
-from app.answering.deadline import within_deadline
-from app.answering.extractive import extractive_answer
-from app.answering.llm import ChatBackend, Usage
+from app.answering.context import make_citations, sources_from_evidence
+from app.answering.evidence import EvidenceFinder, PaperEvidence
+from app.answering.llm import ChatBackend
 from app.answering.prompts import Prompts
+from app.answering.strategies import AnswerContext, ClaimChecker, compose, extract, generate, resolve_strategy
 from app.answering.types import (
     AnswerResult,
     DeltaEvent,
@@ -32,6 +33,7 @@ from app.answering.types import (
     SourcesEvent,
     Timings,
     TokenUsage,
+    UnsupportedSentence,
 )
 from app.core.errors import LLMError
 from app.core.settings import RetrievalMode, Settings
@@ -57,11 +59,13 @@ class Answerer:
         retriever: PaperRetriever,
         backend: ChatBackend | None,
         prompts: Prompts,
+        evidence: EvidenceFinder,
     ) -> None:
         self.settings = settings
         self.retriever = retriever
         self.backend = backend
         self.prompts = prompts
+        self.evidence = evidence
 
     @property
     def backend_name(self) -> str:
@@ -122,74 +126,127 @@ class Answerer:
             )
             return
 
-        sources = build_sources(retrieval.hits, self.settings.context_token_budget)
-        yield SourcesEvent(sources)
-        titles = [s.title for s in sources]
         question = messages[-1]["content"].strip()
-
         t0 = time.perf_counter()
-        raw, usage, fallback, backend = "", Usage(), None, self.backend_name
-        llm_messages = build_messages(self.prompts, sources, messages)
+        found = await self.find_evidence(question, retrieval)
+        strategy = resolve_strategy(self.settings, self.backend_name) if self.backend else "extract"
+        chosen = select_papers(
+            question,
+            found,
+            retrieval.signals.named,
+            self.settings.answer_paper_ratio,
+            self.settings.answer_paper_ratio_default,
+        )
+        order = list(range(len(found)))
+        if strategy != "generate":
+            # The papers a code-laid answer covers come first, so its markers run 1..k as written.
+            order = [found.index(e) for e in chosen] + [i for i, e in enumerate(found) if e not in chosen]
+        evidence = [found[i] for i in order]
+        sources = sources_from_evidence(
+            evidence, [retrieval.hits[i] for i in order], self.settings.context_token_budget
+        )
+        yield SourcesEvent(sources)
+        selected = [order.index(found.index(e)) + 1 for e in chosen]
+        checker = ClaimChecker(evidence, self.embed_texts, self.settings.claim_min_similarity)
+        ctx = AnswerContext(
+            question, messages, sources, evidence, selected, checker, self.prompts, self.settings
+        )
+        backend_name = self.backend_name if strategy != "extract" else "extractive"
+        fallback: str | None = None
+        parts: list[str] = []
+        deadline = time.monotonic() + self.settings.llm_timeout_s
         if self.settings.debug:  # whole prompts only when debugging (PAPERQA_DEBUG)
-            log.info("prompt: %s", json.dumps(llm_messages, ensure_ascii=False))
-        if self.backend is not None:
-            checker = CitationStream(len(sources))
-            parts: list[str] = []
-            deadline = time.monotonic() + self.settings.llm_timeout_s
-            try:
-                if stream:
-                    # Closed explicitly when the consumer goes away: that stops generation.
-                    pieces = within_deadline(self.backend.stream(llm_messages, usage), deadline)
-                    async with aclosing(pieces):
-                        async for delta in pieces:
-                            if timings.first_token_ms is None:
-                                timings.first_token_ms = _ms(started)
-                            parts.append(delta)
-                            clean = checker.feed(delta)
-                            if clean:
-                                yield DeltaEvent(clean)
-                    tail = checker.close()
-                    if tail:
-                        yield DeltaEvent(tail)
-                else:
-                    parts.append(
-                        await asyncio.wait_for(
-                            self.backend.complete(llm_messages, usage), self.settings.llm_timeout_s
-                        )
-                    )
-                raw = "".join(parts)
-                if not raw.strip():
-                    fallback = "the model returned an empty reply"
-            except TimeoutError:
-                fallback = f"the model did not finish within {self.settings.llm_timeout_s:g} s"
-            except LLMError as exc:  # LLMBusy included
-                fallback = str(exc)
+            log.info("question: %s; strategy %s; sources %s", question, strategy, [s.title for s in sources])
+        try:
+            pieces = self._run_strategy(strategy, ctx, deadline, stream)
+            async with aclosing(pieces):
+                async for piece in pieces:
+                    if timings.first_token_ms is None:
+                        timings.first_token_ms = _ms(started)
+                    parts.append(piece)
+                    if stream:
+                        yield DeltaEvent(piece)
+            if strategy != "extract" and not "".join(parts).strip() and not ctx.unsupported:
+                fallback = "the model returned an empty reply"
+        except TimeoutError:
+            fallback = f"the model did not finish within {self.settings.llm_timeout_s:g} s"
+        except LLMError as exc:  # LLMBusy included
+            fallback = str(exc)
+        if fallback is not None or not "".join(parts).strip():
             if fallback is not None:
-                backend = "extractive"
+                backend_name = "extractive"
                 if stream:
                     yield ErrorEvent(f"{fallback}; showing an extractive answer instead")
-        if backend == "extractive":
-            raw = extractive_answer(question, [s.passage for s in sources])
+            if fallback is not None:  # the model failed: the evidence, as the extract strategy lays it out
+                ctx.unsupported, ctx.trimmed, strategy = [], False, "extract"
+            # else the model wrote nothing that passed the check (all reported): its papers' evidence
+            parts = [piece async for piece in extract(ctx)]
+            if stream:
+                yield DeltaEvent("".join(parts))
         timings.generate_ms = _ms(t0)
 
-        final = finalize(raw, titles, [s.passage for s in sources])
-        if backend == "extractive" and stream:
-            yield DeltaEvent(final.text)
+        # Whole abstracts: a title quoted in one but naming no source is never repeated (finalize).
+        final = finalize("".join(parts).strip(), [s.title for s in sources], [e.abstract for e in evidence])
+        text, cited, dropped = await self._final_check(final, ctx)
         timings.total_ms = _ms(started)
         yield DoneEvent(
             AnswerResult(
-                answer=final.text,
-                citations=make_citations(sources, final.cited),
+                answer=text,
+                citations=make_citations(sources, cited),
                 sources=sources,
-                backend=backend,
+                backend=backend_name,
                 coverage=coverage.reason,
-                dropped_citations=final.dropped,
+                dropped_citations=final.dropped + dropped + ctx.dropped_markers,
+                strategy=strategy,
+                unsupported=ctx.unsupported,
+                trimmed=ctx.trimmed,
                 fallback_reason=fallback,
-                usage=token_usage(usage, llm_messages, raw, backend),
+                usage=token_usage(ctx, strategy, backend_name),
                 timings=timings,
                 **base,
             )
         )
+
+    async def find_evidence(self, question: str, retrieval: RetrievalResult) -> list[PaperEvidence]:
+        """The evidence of every retrieved paper (abstracts from the store, sentence embeddings)."""
+        with store_errors(self.settings):
+            return await run_in_threadpool(self.evidence.find, question, retrieval.hits)
+
+    def embed_texts(self, texts: list[str]) -> list[list[float]]:
+        return self.evidence.embed(texts)
+
+    def _run_strategy(
+        self, strategy: str, ctx: AnswerContext, deadline: float, stream: bool
+    ) -> AsyncGenerator[str, None]:
+        if strategy == "extract" or self.backend is None:
+            return extract(ctx)
+        if strategy == "compose":
+            return compose(ctx, self.backend, deadline)
+        return generate(ctx, self.backend, deadline, stream=stream)
+
+    async def _final_check(self, final: Finalized, ctx: AnswerContext) -> tuple[str, list[int], int]:
+        """The finished answer checked once more, sentence by sentence, with its final numbering
+        (``[m]`` is source ``final.cited[m - 1]``): nothing reaches the user unchecked, whatever
+        the title scrubbing did to the text. A sentence that fails now is dropped and reported."""
+        renumbered = re.sub(
+            r"\[(\d+)\]",
+            lambda m: (
+                f"[{final.cited[int(m.group(1)) - 1] + 1}]" if 0 < int(m.group(1)) <= len(final.cited) else ""
+            ),
+            final.text,
+        )
+        results = await run_in_threadpool(ctx.checker.check_text, renumbered)
+        failed = [(s, v) for s, v in results if not v.supported]
+        if not failed:
+            return final.text, final.cited, 0
+        keep = renumbered
+        for sentence, verdict in failed:
+            ctx.unsupported.append(
+                UnsupportedSentence(sentence=sentence.text, reason=verdict.reason, action="dropped")
+            )
+            keep = keep.replace(sentence.text, "")
+        again = finalize(tidy(keep), [s.title for s in ctx.sources], [])
+        return again.text, again.cited, again.dropped
 
     async def answer(
         self,
@@ -207,22 +264,17 @@ class Answerer:
         return result
 
 
-def token_usage(usage: Usage, messages: Sequence[Turn], raw: str, backend: str) -> TokenUsage:
-    """The backend's own counts when it gave them, else tiktoken's; none for extractive answers."""
-    if backend == "extractive":
+def token_usage(ctx: AnswerContext, strategy: str, backend: str) -> TokenUsage:
+    """The model's tokens over the answer's calls (the backend's counts, else tiktoken's); none
+    when no model wrote the answer."""
+    usage = ctx.usage
+    if backend == "extractive" or usage.prompt_tokens is None:
         return TokenUsage(counted_by="none")
-    if usage.prompt_tokens is not None and usage.completion_tokens is not None:
-        return TokenUsage(
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=usage.prompt_tokens + usage.completion_tokens,
-            counted_by="backend",
-        )
-    prompt = sum(count_tokens(m["content"]) for m in messages)
-    completion = count_tokens(raw)
+    prompt, completion = usage.prompt_tokens or 0, usage.completion_tokens or 0
+    counted_by = "backend" if ctx.counted_by == "backend" else "tiktoken"
     return TokenUsage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=prompt + completion,
-        counted_by="tiktoken",
+        counted_by=counted_by,
     )

@@ -15,6 +15,7 @@ EXPECTED: dict[str, frozenset[str]] = {
     "answer": frozenset({"sources", "question"}),
     "condense": frozenset({"history", "question"}),
     "no_answer": frozenset(),
+    "compose": frozenset({"question", "name", "evidence"}),
 }
 
 
@@ -24,6 +25,7 @@ class Prompts:
     answer: str
     condense: str
     no_answer: str
+    compose: str
 
 
 def placeholders(template: str) -> set[str]:

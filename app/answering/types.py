@@ -16,8 +16,25 @@ from app.core.settings import RetrievalMode
 from app.retrieval.types import Suggestion
 
 
+class EvidenceSpan(BaseModel):
+    """A sentence of a paper's abstract that answers the question: ``abstract[start:end] == text``."""
+
+    text: str
+    start: int
+    end: int
+
+
+class UnsupportedSentence(BaseModel):
+    """A sentence the claim check refused (app/answering/claims.py), and what was done with it."""
+
+    sentence: str
+    reason: str
+    action: Literal["replaced", "dropped"]
+    replacement: str | None = None
+
+
 class Source(BaseModel):
-    """A retrieved paper as numbered in the prompt."""
+    """A retrieved paper as numbered in the prompt, with the evidence found in its abstract."""
 
     n: int
     paper_id: str
@@ -26,6 +43,7 @@ class Source(BaseModel):
     score: float
     similarity: float | None = None
     url: str | None = None
+    evidence: list[EvidenceSpan] = Field(default_factory=list)
 
 
 class Citation(BaseModel):
@@ -37,6 +55,7 @@ class Citation(BaseModel):
     passage: str
     score: float
     url: str | None = None
+    evidence: list[EvidenceSpan] = Field(default_factory=list)  # the sentences behind the citation
 
 
 class TokenUsage(BaseModel):
@@ -66,6 +85,9 @@ class AnswerResult(BaseModel):
     model: str | None = None
     query: str
     dropped_citations: int = 0
+    strategy: str = ""  # how the answer was written: extract, compose or generate
+    unsupported: list[UnsupportedSentence] = Field(default_factory=list)
+    trimmed: bool = False  # the model's reply was cut mid-sentence and trimmed to a whole one
     fallback_reason: str | None = None
     usage: TokenUsage = Field(default_factory=TokenUsage)
     timings: Timings = Field(default_factory=Timings)

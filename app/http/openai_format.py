@@ -39,13 +39,17 @@ SUGGESTIONS_HEADING = "Closest papers in the index (they do not answer the quest
 
 
 def sources_appendix(result: AnswerResult) -> str:
-    """The cited titles under "Sources:", or for a refusal the closest papers (not as sources)."""
+    """The cited titles under "Sources:", each with the evidence sentences behind it, or for a
+    refusal the closest papers (not as sources)."""
     if result.refused and result.suggestions:
         lines = [f"- {s.title}" for s in result.suggestions]
         return f"\n\n{SUGGESTIONS_HEADING}\n" + "\n".join(lines)
     if not result.citations:
         return ""
-    lines = [f"[{c.marker}] {c.title}" for c in result.citations]
+    lines = []
+    for c in result.citations:
+        lines.append(f"[{c.marker}] {c.title}")
+        lines += [f'    evidence: "{e.text}"' for e in c.evidence]
     return "\n\nSources:\n" + "\n".join(lines)
 
 

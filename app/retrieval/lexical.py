@@ -166,6 +166,34 @@ class LexicalIndex:
             best[paper_id] = float(scores[row_array].max()) / total
         return TermEvidence(terms=terms, absent=absent, share=share, bm25=best)
 
+    # --- the index's view of text (app.answering.evidence.Analyzer) ---------------------------------
+    def tokens(self, text: str) -> list[str]:
+        """BM25's terms of ``text``: stopwords dropped, stemmed."""
+        import bm25s
+
+        built = self._built
+        if built.retriever is None:
+            return []
+        return [
+            t
+            for t in bm25s.tokenize(
+                text, stopwords="en", stemmer=built.retriever.stemmer, return_ids=False, show_progress=False
+            )[0]
+            if t
+        ]
+
+    def idf(self, token: str) -> float:
+        """BM25's IDF of a term; a term no chunk holds gets the highest there is."""
+        built = self._built
+        if built.retriever is None:
+            return 0.0
+        index = built.retriever.bm25
+        n_docs = int(index.scores["num_docs"])
+        indptr = index.scores["indptr"]
+        tid = index.vocab_dict.get(token)
+        df = 0 if tid is None or tid + 1 >= len(indptr) else int(indptr[tid + 1] - indptr[tid])
+        return _idf(df, n_docs)
+
     def retriever(self, k: int) -> BaseRetriever:
         """This index as a LlamaIndex retriever returning ``k`` chunks."""
         return _LexicalRetriever(self, k)

@@ -95,6 +95,11 @@ class PaperRetriever(BaseRetriever):
         self.lexical = lexical if lexical is not None else LexicalIndex(chunks_collection)
 
     @property
+    def embed_model(self) -> Any:
+        """The query embedder (the evidence of answers uses the same model)."""
+        return self._embed_model
+
+    @property
     def n_chunks(self) -> int:
         return self.lexical.n_chunks
 

@@ -226,7 +226,7 @@
       button.type = "button";
       button.title = citation.title;
       button.setAttribute("aria-label", `Source ${citation.marker}: ${citation.title}`);
-      button.addEventListener("click", () => openPaper(citation.paper_id, citation.title, null));
+      button.addEventListener("click", () => openPaper(citation.paper_id, citation.title, null, citation.evidence));
       nodes.push(button);
       last = match.index + match[0].length;
     }
@@ -239,10 +239,10 @@
     let entries;
     if (result.citations && result.citations.length) {
       heading = "Cited papers";
-      entries = result.citations.map((c) => ({ n: c.marker, paper_id: c.paper_id, title: c.title }));
+      entries = result.citations.map((c) => ({ n: c.marker, paper_id: c.paper_id, title: c.title, evidence: c.evidence }));
     } else if (!result.refused && result.sources && result.sources.length) {
       heading = "Sources given to the model";
-      entries = result.sources.map((s) => ({ n: s.n, paper_id: s.paper_id, title: s.title }));
+      entries = result.sources.map((s) => ({ n: s.n, paper_id: s.paper_id, title: s.title, evidence: s.evidence }));
     } else {
       return null;
     }
@@ -255,7 +255,7 @@
       const button = el("button", "paper-title", entry.title);
       button.type = "button";
       button.dataset.paperId = entry.paper_id;
-      button.addEventListener("click", () => openPaper(entry.paper_id, entry.title, button));
+      button.addEventListener("click", () => openPaper(entry.paper_id, entry.title, button, entry.evidence));
       item.appendChild(button);
       list.appendChild(item);
     }
@@ -289,11 +289,32 @@
     parts.push(result.mode);
     if (result.timings && result.timings.total_ms) parts.push(`${(result.timings.total_ms / 1000).toFixed(1)} s`);
     if (result.dropped_citations) parts.push(`${result.dropped_citations} unsupported citation(s) removed`);
+    if (result.unsupported && result.unsupported.length) {
+      parts.push(`${result.unsupported.length} sentence(s) the claim check replaced or removed`);
+    }
+    if (result.trimmed) parts.push("a reply cut mid-sentence was trimmed");
     return parts.join(" · ");
   }
 
   // --- the paper panel ---------------------------------------------------------------------------
-  async function openPaper(paperId, title, button) {
+  /** The abstract as text nodes, with each evidence span (character offsets) in a <mark>. */
+  function abstractNodes(text, evidence) {
+    const spans = (evidence || [])
+      .filter((e) => Number.isInteger(e.start) && Number.isInteger(e.end) && e.start < e.end && e.end <= text.length)
+      .sort((a, b) => a.start - b.start);
+    const nodes = [];
+    let last = 0;
+    for (const span of spans) {
+      if (span.start < last) continue; // overlapping spans: keep the first
+      if (span.start > last) nodes.push(document.createTextNode(text.slice(last, span.start)));
+      nodes.push(el("mark", "evidence", text.slice(span.start, span.end)));
+      last = span.end;
+    }
+    if (last < text.length) nodes.push(document.createTextNode(text.slice(last)));
+    return nodes;
+  }
+
+  async function openPaper(paperId, title, button, evidence) {
     const request = ++paperRequest;
     if (activeTitle) activeTitle.classList.remove("active");
     activeTitle = button;
@@ -315,7 +336,13 @@
       if (request !== paperRequest) return;
       ui.paperTitle.textContent = paper.title || title || paperId;
       ui.paperMeta.textContent = [paper.authors, paper.date, paper.categories].filter(Boolean).join(" · ");
-      ui.paperAbstract.textContent = paper.abstract || "(no abstract)";
+      if (paper.abstract) {
+        ui.paperAbstract.replaceChildren(...abstractNodes(paper.abstract, evidence));
+        const first = ui.paperAbstract.querySelector("mark");
+        if (first) first.scrollIntoView({ block: "nearest" });
+      } else {
+        ui.paperAbstract.textContent = "(no abstract)";
+      }
       const url = safeUrl(paper.url);
       if (url) {
         ui.paperLink.href = url;
