@@ -288,7 +288,7 @@ def check_rows(rows: Sequence[ClaimRow], papers: Any, embed: Any) -> list[dict[s
     by_paper: dict[str, list[list[float]]] = {}
     for (pid, _), vector in zip(flat, vectors, strict=True):
         by_paper.setdefault(pid, []).append(vector)
-    from app.answering.claims import claim_content
+    from app.answering.claims import claim_content, text_similarity
     from app.answering.compose import short_name
 
     def names(row: ClaimRow) -> list[str]:
@@ -303,6 +303,11 @@ def check_rows(rows: Sequence[ClaimRow], papers: Any, embed: Any) -> list[dict[s
         cited = [row.cited[m - 1] for m in dict.fromkeys(markers)]
         texts = [f"{text_of[p][0]}\n{text_of[p][1]}" for p in cited if p in text_of]
         similarity = max((cosine(vector, v) for p in cited for v in by_paper.get(p, [])), default=None)
+        if similarity is not None:
+            claim = claim_content(row.sentence, names(row))
+            similarity = max(
+                similarity, text_similarity(claim, [x for p in cited for x in sentences.get(p, [])])
+            )
         out.append(
             {
                 "no_citation": not cited,
@@ -330,7 +335,7 @@ def evaluate(runner: Any, config: Any) -> dict[str, Any]:
     checks = check_rows(
         rows,
         services.papers,
-        lambda texts: [list(v) for v in runner.embed_model.get_text_embedding_batch(texts)],
+        lambda texts: [list(runner.embed_model.get_text_embedding(t)) for t in texts],
     )
     dev = [i for i, r in enumerate(rows) if r.set == "dev"]
     test = [i for i, r in enumerate(rows) if r.set == "test"]

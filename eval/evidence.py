@@ -77,7 +77,7 @@ def features(services: Any, questions: Sequence[Any], settings: Any) -> list[Que
         for hit in result.hits:
             text = abstracts.get(hit.paper_id) or ""
             sentences = [text[a:b] for a, b in sentence_spans(text)]
-            vectors = model.get_text_embedding_batch(sentences) if sentences else []
+            vectors = [model.get_text_embedding(s) for s in sentences]  # one at a time, as the service
             papers.append(
                 PaperFeatures(
                     hit.title,

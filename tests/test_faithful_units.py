@@ -230,3 +230,25 @@ def test_judge() -> None:
 )
 def test_trim_to_complete(reply: str, kept: str, cut: bool) -> None:
     assert trim_to_complete(reply) == (kept, cut)
+
+
+def test_links_and_code_availability_are_never_evidence() -> None:
+    from app.answering.evidence import is_boilerplate
+
+    focus = question_focus("What is Visformer?")
+    assert is_boilerplate("The code is available at https://github.com/danczs/Visformer.")
+    assert is_boilerplate("Code and models will be made publicly available.")
+    assert not is_boilerplate("Visformer outperforms DeiT on ImageNet with fewer FLOPs.")
+    assert score_sentence(0.9, 1.0, "Our code is publicly released.", focus, Weights()) == 0.0
+
+
+def test_a_reworded_copy_is_as_close_as_its_source() -> None:
+    from app.answering.claims import claim_content, text_similarity
+
+    source = "We propose RepQ-ViT, a post-training quantization framework for vision transformers."
+    claim = claim_content(
+        "RepQ-ViT [1]: The authors propose RepQ-ViT, a post-training quantization framework for vision transformers.",
+        ["RepQ-ViT"],
+    )
+    assert text_similarity(claim, [source]) > 0.85
+    assert text_similarity("Cats sleep most of the day.", [source]) < 0.4

@@ -7,8 +7,10 @@ each of its sentences is checked against the papers it cites (their title and wh
 2. every number, model name or acronym, and quoted term in it occurs in a cited paper
    (:func:`facts`, :func:`missing_facts`);
 3. its meaning is close to a sentence of a cited abstract: the best cosine similarity of MiniLM
-   embeddings reaches ``PAPERQA_CLAIM_MIN_SIMILARITY`` (calibrated on the labelled sentences of
-   ``eval/claims/``: docs/evaluation.md, "Claim check").
+   embeddings (or, for a near copy, the text's own likeness, :func:`text_similarity`) reaches
+   ``PAPERQA_CLAIM_MIN_SIMILARITY`` (calibrated on the labelled sentences of ``eval/claims/``:
+   docs/evaluation.md, "Claim check"). The title and names of the cited papers are left out of
+   the comparison (:func:`claim_content`): a copied title would make any sentence look close.
 
 A sentence that fails is replaced by the evidence sentence of the paper it cites, or dropped, and
 reported (``unsupported`` in the result). The functions here are pure and tested without a model;
@@ -65,6 +67,15 @@ def claim_content(sentence: str, names: Sequence[str]) -> str:
         text = re.sub(rf"[\"“”']?{re.escape(name)}[\"“”']?", " ", text, flags=re.IGNORECASE)
     text = re.sub(r"^\s*[:,;.-]+\s*", "", re.sub(r"\s+", " ", text)).strip()
     return text or without_markers(sentence)
+
+
+def text_similarity(claim: str, sentences: Sequence[str]) -> float:
+    """How nearly the claim copies a sentence (difflib ratio, case folded): an evidence sentence
+    reworded only in person ("We propose" -> "The authors propose") is ~0.9 to its source."""
+    from difflib import SequenceMatcher
+
+    folded = claim.casefold()
+    return max((SequenceMatcher(None, folded, s.casefold()).ratio() for s in sentences), default=0.0)
 
 
 def _normalise_number(number: str) -> str:

@@ -40,6 +40,17 @@ _WANTS_NUMBER = re.compile(
     re.IGNORECASE,
 )
 _NAME_TOKEN = re.compile(r"[^\W_]+(?:[-.][^\W_]+)*")
+# Sentences that never answer a question: where the code is, a link.
+_BOILERPLATE = re.compile(
+    r"https?://|www\.|github\.com|\b(?:code|models?|data(?:set)?s?|implementation|weights)\b[^.]{0,60}"
+    r"\b(?:is|are|will be|have been|has been)\s+(?:made\s+)?(?:publicly\s+|freely\s+)?(?:available|released|open-sourced)",
+    re.IGNORECASE,
+)
+
+
+def is_boilerplate(text: str) -> bool:
+    """A sentence about where the code or data is, or a link: never evidence."""
+    return bool(_BOILERPLATE.search(text))
 
 
 class Analyzer(Protocol):
@@ -105,6 +116,8 @@ def lexical_share(question_terms: Mapping[str, float], sentence_terms: set[str])
 
 
 def score_sentence(dense: float, lexical: float, text: str, focus: Focus, weights: Weights) -> float:
+    if is_boilerplate(text):
+        return 0.0
     number = 1.0 if focus.wants_number and has_number(text) else 0.0
     lowered = text.lower()
     name = 1.0 if any(n in lowered for n in focus.names) else 0.0
@@ -252,7 +265,10 @@ class EvidenceFinder:
         return {pid: doc or "" for pid, doc in zip(found["ids"], found["documents"] or [], strict=False)}
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        return [list(v) for v in self._embed_model.get_text_embedding_batch(texts)]
+        """One text at a time: the int8 model's activations are quantised per batch, so a text's
+        vector would otherwise depend on the texts batched with it (cosine to itself down to 0.98),
+        and the claim check on whatever else was asked."""
+        return [list(self._embed_model.get_text_embedding(text)) for text in texts]
 
     def find(self, question: str, hits: Sequence[PaperHit]) -> list[PaperEvidence]:
         """Evidence for each hit, in the hits' order. Blocking (store call, embeddings)."""

@@ -32,6 +32,7 @@ from app.answering.claims import (
     answer_sentences,
     claim_content,
     judge,
+    text_similarity,
     trim_to_complete,
     without_markers,
 )
@@ -64,9 +65,12 @@ class ClaimChecker:
         texts = [claim_content(s.text, self._names(s)) for s in sentences]
         vectors = self._embed(texts) if texts else []
         out = []
-        for sentence, vector in zip(sentences, vectors, strict=True):
+        for sentence, vector, text in zip(sentences, vectors, texts, strict=True):
             cited = [self.evidence[m - 1] for m in sentence.markers if 1 <= m <= len(self.evidence)]
             similarity = max((cosine(vector, v) for e in cited for v in e.vectors), default=None)
+            if similarity is not None:  # a near copy of an evidence sentence is as close as it gets
+                copied = text_similarity(text, [x.text for e in cited for x in e.sentences])
+                similarity = max(similarity, copied)
             texts_cited = [f"{e.title}\n{e.abstract}" for e in cited]
             out.append(judge(sentence, len(self.evidence), texts_cited, similarity, self.min_similarity))
         return out
