@@ -340,7 +340,8 @@ def claims_section(claims: Mapping[str, Any] | None) -> str:
             "extract sentences corrupted on purpose: a swapped citation, a changed number, an invented "
             "model name, a claim from another paper). A sentence is flagged when it cites no retrieved "
             "paper, states a number, name or quoted term its cited abstract lacks, or is less similar "
-            "(MiniLM cosine) to every sentence of the cited abstract than `PAPERQA_CLAIM_MIN_SIMILARITY` "
+            "(MiniLM cosine; for a near copy, difflib's ratio; titles and names left out) to every "
+            "sentence of the cited abstract than `PAPERQA_CLAIM_MIN_SIMILARITY` "
             f"(shipped {claims['shipped']:g}; the F1-best threshold on the dev sentences is "
             f"{claims['calibrated']:g}). Unsupported = positive:",
             "",
