@@ -47,16 +47,17 @@ async def measure(engine, questions) -> dict:
         total.append(elapsed)
         if first_at is not None:
             first.append(first_at)
+        # Tokens the model wrote over the whole answering step (its prompts' prefill included):
+        # sentences are released only once checked, so the first delta says nothing of decoding.
         generate_s = result.timings.generate_ms / 1000
-        decode_s = generate_s - (
-            (first_at or 0) - result.timings.retrieve_ms / 1000 - result.timings.condense_ms / 1000
-        )
-        if result.usage.completion_tokens and decode_s > 0:
-            rates.append(result.usage.completion_tokens / decode_s)
+        if result.usage.completion_tokens and generate_s > 0:
+            rates.append(result.usage.completion_tokens / generate_s)
         prompt_tokens.append(result.usage.prompt_tokens)
         completion_tokens.append(result.usage.completion_tokens)
 
     def summary(values: list[float]) -> dict:
+        if not values:
+            return {"p50": None, "p95": None, "n": 0}
         return {
             "p50": round(percentile(values, 50), 2),
             "p95": round(percentile(values, 95), 2),

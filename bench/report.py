@@ -201,7 +201,7 @@ def section_answers(r: dict[str, Any]) -> str:
                 v["first_token_s"]["p95"],
                 v["total_s"]["p50"],
                 v["total_s"]["p95"],
-                v["decode_tokens_per_s"]["p50"],
+                v["decode_tokens_per_s"]["p50"] if v["decode_tokens_per_s"]["p50"] is not None else "–",
                 v["prompt_tokens_mean"],
                 v["completion_tokens_mean"],
             ]
@@ -219,7 +219,7 @@ def section_answers(r: dict[str, Any]) -> str:
                     "p95 s",
                     "whole answer p50 s",
                     "p95 s",
-                    "decode tokens/s p50",
+                    "model tokens/s p50 (answering step)",
                     "prompt tokens (mean)",
                     "completion tokens (mean)",
                 ],
