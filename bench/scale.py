@@ -35,7 +35,7 @@ COMMAND = "python -m bench.scale"
 
 def synthetic_corpus(path: Path, n: int, seed: int = 7) -> Path:
     """``n`` papers: each abstract a shuffle of sentences from 2-3 real abstracts, a new title."""
-    from app.answering.extractive import split_sentences
+    from app.core.text import split_sentences
     from bench.ingest import bundled_papers
 
     papers = bundled_papers(Settings(_env_file=None))
@@ -63,8 +63,8 @@ def sentence_mean_model(settings: Settings):
     import numpy as np
     from llama_index.core.base.embeddings.base import BaseEmbedding
 
-    from app.answering.extractive import split_sentences
     from app.core.embeddings import load_embed_model
+    from app.core.text import split_sentences
     from bench.ingest import bundled_papers
 
     real = load_embed_model(settings)
