@@ -22,7 +22,10 @@ def serve() -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        access_log=False,  # app.http.middleware.request_log logs each request, with its id and route
+        access_log=False,
+        # The client address is the connection's; X-Forwarded-For is read by the app, and only
+        # from PAPERQA_TRUSTED_PROXIES (uvicorn would otherwise trust it from 127.0.0.1).
+        proxy_headers=False,  # app.http.middleware.request_log logs each request, with its id and route
         # An SSE stream is cut at shutdown after this long rather than holding the process.
         timeout_graceful_shutdown=5,
     )

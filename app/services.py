@@ -18,6 +18,7 @@ from app.answering.prompts import Prompts, load_prompts
 from app.core.embeddings import embedding_identity, load_embed_model
 from app.core.settings import Settings
 from app.core.store import check_layout, get_collections, make_client
+from app.core.store_gate import StoreGate
 from app.retrieval.search import PaperRetriever
 
 
@@ -31,11 +32,14 @@ class Services:
     backend: ChatBackend | None
     prompts: Prompts
     engine: PaperQAQueryEngine
+    gate: StoreGate | None = None
     embed_model_name: str = ""
     load_seconds: dict[str, float] = field(default_factory=dict)
 
     async def aclose(self) -> None:
         self.engine.close()
+        if self.gate is not None:
+            self.gate.close()
         if self.backend is not None:
             await self.backend.aclose()
 
@@ -50,6 +54,9 @@ def build_services(
     client = make_client(settings, timeout_s=settings.store_timeout_s)
     chunks, papers = get_collections(client, settings.collection)
     check_layout(chunks, settings, writing=False)
+    # From here on every store call goes through the gate: bounded, with a deadline per call.
+    gate = StoreGate(settings)
+    chunks, papers = gate.guard(chunks), gate.guard(papers)
     seconds["store"] = time.perf_counter() - t
     t = time.perf_counter()
     embed_model = embed_model or load_embed_model(settings)
@@ -72,6 +79,7 @@ def build_services(
         backend,
         prompts,
         engine,
+        gate=gate,
         embed_model_name=embedding_identity(settings),
         load_seconds=seconds,
     )

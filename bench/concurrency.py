@@ -15,6 +15,7 @@ import time
 
 import httpx
 
+from app.client import paced_client
 from bench.common import percentile, save
 from bench.processes import service as service_process
 from eval.questions import load_questions
@@ -42,7 +43,7 @@ async def chat(client: httpx.AsyncClient, question: str) -> tuple[int, float]:
 
 async def run(url: str, chats: int, baseline_s: float) -> dict:
     questions = [q.question for q in load_questions("dev") if q.answerable]
-    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+    async with paced_client(url, timeout=600) as client:
         stop = asyncio.Event()
         loop = asyncio.create_task(search_loop(client, questions, stop))
         await asyncio.sleep(baseline_s)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from app.client import paced_sync_client
 from app.core.settings import PROJECT_ROOT
 from bench.common import WORK_DIR, percentile, save
 from bench.processes import service as service_process
@@ -76,7 +77,8 @@ def worker(
     base: str, deadline: float, questions: list[str], chat_share: float, seed: int, tally: Tally
 ) -> None:
     rng = random.Random(seed)
-    with httpx.Client(base_url=base, timeout=REQUEST_TIMEOUT_S) as http:
+    # Paced: a 429 is waited out (Retry-After), as a well-behaved client would.
+    with paced_sync_client(base, timeout=REQUEST_TIMEOUT_S) as http:
         while time.monotonic() < deadline:
             question = rng.choice(questions)
             route = "POST /chat" if rng.random() < chat_share else "GET /search"

@@ -26,7 +26,7 @@ from pathlib import Path
 from app.core import offline
 from app.core.errors import run_cli
 from app.core.settings import PROJECT_ROOT, Settings
-from eval.config import Config, default_config, parse_config
+from eval.config import BACKENDS, Config, default_config, parse_config
 from eval.questions import load_questions, select
 
 RUNS_DIR = Path(__file__).resolve().parent / "runs"
@@ -146,6 +146,20 @@ def parse_configs(specs: list[str], answers: bool) -> list[Config]:
     return list({c.name: c for c in configs}.values())
 
 
+def with_server_identity(config: Config, url: str, api_key: str) -> Config:
+    """The config as the server at ``url`` runs it: its backend and model, read from ``/health``
+    (not this machine's defaults: a server on the extractive backend is labelled extractive)."""
+    from app.client import server_identity
+
+    server = server_identity(url, api_key)
+    backend, model = server.get("llm_backend") or "unknown", server.get("llm_model")
+    label = f"{config.name} via {url} ({backend}{f', {model}' if model else ''})"
+    changes: dict[str, object] = {"label": label}
+    if backend in BACKENDS:
+        changes["llm_backend"] = backend
+    return config.with_(**changes)
+
+
 async def cmd_compare(args: argparse.Namespace, answers: bool) -> int:
     from eval import tables as rp
     from eval.runner import Runner, config_record, run_all
@@ -154,7 +168,7 @@ async def cmd_compare(args: argparse.Namespace, answers: bool) -> int:
     if getattr(args, "url", None):
         # The server answers with its own index, floor, backend and condensing; only the mode and
         # top_k of the config are sent. The retrieval part still runs here, on the local index.
-        configs = [c.with_(label=f"{c.name} via {args.url}") for c in configs]
+        configs = [with_server_identity(c, args.url, getattr(args, "api_key", "")) for c in configs]
     questions = questions_for(args, args.set)
     out = run_dir(args)
     judge = None

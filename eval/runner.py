@@ -32,7 +32,7 @@ RANK_DEPTH = 10  # retrieval metrics are computed on the first 10 papers
 def recheck(answerer: Any, question: Question, result: Any) -> int | None:
     """The claim check run again, independently, on the answer as shipped: the number of its
     sentences that fail (must be 0). None for a refusal. Blocking."""
-    from app.answering.strategies import ClaimChecker
+    from app.answering.pipeline import NamedClaimChecker
     from app.retrieval.types import PaperHit, Passage
 
     if result.refused or not result.answer.strip():
@@ -44,7 +44,12 @@ def recheck(answerer: Any, question: Question, result: Any) -> int | None:
         for c in result.citations
     ]
     evidence = answerer.evidence.find(question.messages[-1]["content"], hits)
-    checker = ClaimChecker(evidence, answerer.evidence.embed, answerer.settings.claim_min_similarity)
+    checker = NamedClaimChecker(
+        evidence,
+        answerer.evidence.embed,
+        answerer.settings.claim_min_similarity,
+        answerer.retriever.lexical.names,
+    )
     return sum(not verdict.supported for _, verdict in checker.check_text(result.answer))
 
 
@@ -309,10 +314,10 @@ class Runner:
             self.backend(config.llm_backend)
         client = None
         if config.answers and self.url:
-            import httpx
+            from app.client import paced_client
 
-            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-            client = httpx.AsyncClient(timeout=300.0, headers=headers)
+            # Waits out the server's rate limit (429 + Retry-After) instead of failing the run.
+            client = paced_client(api_key=self.api_key, timeout=300.0)
         rows: list[Row] = []
         bar = tqdm(
             questions,

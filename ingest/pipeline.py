@@ -31,7 +31,7 @@ from app.core.store import (
     layout_metadata,
     make_client,
 )
-from ingest.parsers import Format, corpus_files, read_file
+from ingest.parsers import Format, ReadLimits, corpus_files, read_file
 
 PAPERS_PER_BATCH = 64
 
@@ -103,13 +103,31 @@ def _batched(items: Iterable[Paper], size: int) -> Iterator[list[Paper]]:
         yield batch
 
 
-def _records_from(paths: list[Path], fmt: Format | None, summary: IngestSummary):
+def _records_from(
+    paths: list[Path], fmt: Format | None, limits: ReadLimits, summary: IngestSummary
+) -> Iterator[Paper | ParseIssue]:
+    """Every file's records; a file that cannot be read (or stops being readable) is reported and
+    the next one read."""
     for path in paths:
         summary.files += 1
         try:
-            yield from read_file(path, fmt)
+            yield from read_file(path, fmt, limits)
         except UnreadableFile as exc:
             summary.issues.append(str(exc))
+
+
+def _input_files(paths: list[Path], summary: IngestSummary) -> list[Path]:
+    """The corpus files of ``paths``; an input that cannot be reached (a symbolic link loop, a
+    dangling link, a folder that cannot be listed) goes into the summary's issues and is skipped."""
+    problems: list[str] = []
+    files = corpus_files(paths, on_problem=problems.append)
+    if not files:
+        unreadable = f" Unreadable: {'; '.join(problems)}" if problems else ""
+        raise IngestError(
+            f"No corpus files found (*.txt, *.jsonl, *.json); check the paths given.{unreadable}"
+        )
+    summary.issues.extend(problems)
+    return files
 
 
 def ingest(
@@ -125,9 +143,7 @@ def ingest(
     """Ingest ``paths`` (default: the configured corpus) into the configured store."""
     started = time.perf_counter()
     summary = IngestSummary()
-    files = corpus_files(paths or settings.corpus_paths)
-    if not files:
-        raise IngestError("No corpus files found (*.txt, *.jsonl, *.json); check the paths given.")
+    files = _input_files(paths or settings.corpus_paths, summary)
 
     client = client or make_client(settings)
     if reset:
@@ -156,7 +172,7 @@ def ingest(
         return embed_model
 
     bar = tqdm(desc="papers", unit="paper", disable=not progress)
-    papers = dedupe(_records_from(files, fmt, summary), summary)
+    papers = dedupe(_records_from(files, fmt, ReadLimits.from_settings(settings), summary), summary)
     for batch in _batched(papers, PAPERS_PER_BATCH):
         bar.update(len(batch))
         todo = [p for p in batch if stored_hash.get(p.id) != p.content_hash]

@@ -42,6 +42,8 @@ def count_words(text: str) -> list[int]:
 
 
 def hashed_vector(text: str) -> list[float]:
+    # Strict like the real tokenizer, which refuses a lone surrogate (it cannot be encoded).
+    text.encode("utf-8")
     vector = [0.0] * DIM
     for word in sorted(terms(text)):
         digest = hashlib.blake2b(word.encode(), digest_size=4).digest()

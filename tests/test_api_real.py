@@ -89,3 +89,12 @@ async def test_paper_by_id_holds_the_whole_abstract(
     stored = extractive_services.papers.get(ids=[hit["paper_id"]], include=["documents"])
     assert paper["abstract"] == stored["documents"][0]
     assert hit["passage"][:60] in paper["abstract"]
+
+
+async def test_a_lone_surrogate_reaches_no_tokenizer(client: httpx.AsyncClient) -> None:
+    """Issue 16, finding 2: the real tokenizer raised TypeError on "\\ud800" and /chat answered 500."""
+    body = json.dumps({"messages": [{"role": "user", "content": "attention \ud800 memory"}]})
+    response = await client.post("/chat", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    response = await client.get("/search?q=vision%ED%A0%80transformers%00quantization")
+    assert response.status_code == 200 and response.json()["results"], response.text

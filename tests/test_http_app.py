@@ -16,7 +16,7 @@ from app.core.settings import Settings
 from app.http.app import create_app
 from app.services import Services
 from tests.fakes import FAKE_PAPERS, HashingEmbedding
-from tests.helpers import app_client
+from tests.helpers import LiveServer, app_client
 
 QUESTION = "Which papers quantize vision transformers after training?"
 
@@ -39,6 +39,25 @@ async def test_health(contract_services: Services) -> None:
         "collection": contract_services.settings.collection,
         "store": "embedded",
     }
+
+
+def test_head_works_wherever_get_does_for_health_and_the_page(contract_services: Services) -> None:
+    """Load balancers and uptime checkers use HEAD (issue 16, finding 5: main answered 405).
+    Over a real uvicorn server, which sends the headers of the GET and no body."""
+    with (
+        LiveServer(create_app(services=contract_services)) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        for path, kind in (
+            ("/health", "application/json"),
+            ("/", "text/html"),
+            ("/static/app.js", "javascript"),
+            ("/static/style.css", "text/css"),
+        ):
+            get, head = http.get(path), http.head(path)
+            assert head.status_code == get.status_code == 200, (path, head.status_code)
+            assert kind in head.headers["content-type"] and head.content == b"", path
+            assert head.headers.get("content-length") == get.headers.get("content-length"), path
 
 
 async def test_docs_and_openapi(contract_services: Services) -> None:

@@ -165,8 +165,12 @@ BAD_CHAT_BODIES: dict[str, Any] = {
     "message too long": ask("x" * 4001),
     "earlier message too long": {"messages": [{"role": "assistant", "content": "y" * 4001}, USER]},
     "unknown role": {"messages": [{"role": "tool", "content": "hi"}, USER]},
-    "last message from assistant": {"messages": [USER, {"role": "assistant", "content": "ok"}]},
-    "last message from system": {"messages": [USER, {"role": "system", "content": "ok"}]},
+    "no user message": {"messages": [{"role": "assistant", "content": "ok"}]},
+    "an earlier user message blank": {"messages": [{"role": "user", "content": " "}, USER]},
+    "only control characters": ask("\u0000\u0007"),
+    "stream a number": ask(stream=0),
+    "top_k a string": ask(top_k="5"),
+    "top_k a fraction": ask(top_k=2.5),
     "messages not a list": {"messages": "hello"},
     "message not an object": {"messages": ["hello"]},
     "content not a string": {"messages": [{"role": "user", "content": 42}]},
@@ -215,8 +219,10 @@ async def test_error_messages_are_specific(client: httpx.AsyncClient) -> None:
         "too many messages: 21": {"messages": [USER] * 21},
         "too long: 4001 characters": ask("x" * 4001),
         "messages[0].role": {"messages": [{"role": "tool", "content": "hi"}, USER]},
-        "must be from the user": {"messages": [USER, {"role": "assistant", "content": "ok"}]},
-        "is empty": ask("   "),
+        "no user message": {"messages": [{"role": "assistant", "content": "ok"}]},
+        "the question (the last user message) is empty": ask("   "),
+        "messages[0] is empty": {"messages": [{"role": "user", "content": "\t"}, USER]},
+        "stream: Input should be a valid boolean": ask(stream=0),
         "top_k": ask(top_k=99),
         "not valid JSON": None,
     }
@@ -426,3 +432,15 @@ async def test_a_refusal_offers_the_closest_papers_not_as_citations(client: http
     assert done["refused"] and done["suggestions"] == suggestions
     answered = (await client.post("/chat", json=ask())).json()
     assert answered["suggestions"] == [] and answered["coverage"] == "similar"
+
+
+async def test_messages_after_the_question_are_ignored(contract_services: Services) -> None:
+    """The question is the last user message (what the OpenAPI schema states): a trailing
+    assistant or system message does not make the conversation invalid, nor the question."""
+    backend = ScriptedBackend("Post-training quantization is studied [1].")
+    body = {"messages": [USER, {"role": "assistant", "content": "An earlier draft."}]}
+    async with app_client(create_app(services=with_backend(contract_services, backend))) as http:
+        response = await http.post("/chat", json=body)
+    assert response.status_code == 200, response.text
+    assert backend.calls and "An earlier draft." not in str(backend.calls[-1][-1])
+    assert USER["content"] in backend.calls[-1][-1]["content"]

@@ -128,7 +128,22 @@ BAD_BODIES: dict[str, Any] = {
     "empty question": {"model": "paperqa", "messages": [{"role": "user", "content": "  "}]},
     "no messages": {"model": "paperqa", "messages": []},
     "unknown role": {"model": "paperqa", "messages": [{"role": "wizard", "content": "hi"}]},
-    "last from assistant": {"model": "paperqa", "messages": [USER, {"role": "assistant", "content": "x"}]},
+    "no user message": {"model": "paperqa", "messages": [{"role": "assistant", "content": "x"}]},
+    "user content null": {"model": "paperqa", "messages": [{"role": "user", "content": None}]},
+    "blank text parts": {
+        "model": "paperqa",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": " "}]}],
+    },
+    "stream a number": {"model": "paperqa", "messages": [USER], "stream": 1},
+    "temperature a string": {"model": "paperqa", "messages": [USER], "temperature": "0.5"},
+    "too many parts": {
+        "model": "paperqa",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}] * 9}],
+    },
+    "a part too long": {
+        "model": "paperqa",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "x" * 4001}]}],
+    },
     "too many messages": {"model": "paperqa", "messages": [USER] * 21},
     "too long": {"model": "paperqa", "messages": [{"role": "user", "content": "x" * 4001}]},
     "image part": {

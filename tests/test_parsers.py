@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -651,3 +653,340 @@ def test_json_array_that_is_broken(tmp_path: Path):
     path.write_text('[{"title": "x",', encoding="utf-8")
     (issue,) = issues_of(list(read_file(path)))
     assert "not a valid JSON array" in issue.message
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded ingestion (issue 16): over-long records, unreadable paths, hostile escapes.
+# The pipeline tests here are fast: a hashing embedder and a word counter, no model.
+# --------------------------------------------------------------------------------------------
+
+MB = 1024 * 1024
+GOOD_FIRST = {"id": "good-1", "title": "Sparse Attention for Long Documents", "abstract": ABSTRACT}
+GOOD_LAST = {"id": "good-3", "title": "Tokenizer-Free Language Models", "abstract": ABSTRACT + " Bytes."}
+GOOD_TITLES = {GOOD_FIRST["title"], GOOD_LAST["title"]}
+_WORDS = b"lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
+
+
+def write_big_record(path: Path, abstract_bytes: int) -> Path:
+    """Three JSON lines, the middle one a valid record with an abstract of ``abstract_bytes`` bytes
+    of words, written in 1 MiB pieces (the test never holds it whole)."""
+    piece = _WORDS * (MB // len(_WORDS))
+    with path.open("wb") as handle:
+        handle.write(json.dumps(GOOD_FIRST).encode() + b"\n")
+        handle.write(b'{"id": "big", "title": "A Record With A Huge Abstract", "abstract": "')
+        for _ in range(-(-abstract_bytes // len(piece))):  # bounded: abstract_bytes / 1 MiB pieces
+            handle.write(piece)
+        handle.write(b'"}\n')
+        handle.write(json.dumps(GOOD_LAST).encode() + b"\n")
+    return path
+
+
+@pytest.fixture
+def ingest_fast(settings_factory):
+    """``ingest_fast(paths, **settings) -> (summary, stored titles)``: the real pipeline and store,
+    with the hashing embedder and word counter of :mod:`tests.fakes`."""
+    from app.core.store import get_collections, iter_records, make_client
+    from ingest.pipeline import ingest
+    from tests.fakes import HashingEmbedding, count_words
+
+    def go(paths: list[Path], **overrides: object) -> tuple[IngestSummary, set[str]]:
+        settings = settings_factory(collection="bounded", **overrides)
+        summary = ingest(
+            settings, paths, embed_model=HashingEmbedding(), count_tokens=count_words, progress=False
+        )
+        _, papers_col = get_collections(make_client(settings), settings.collection)
+        titles = {rec["metadatas"]["title"] for rec in iter_records(papers_col, include=["metadatas"])}
+        return summary, titles
+
+    return go
+
+
+def test_finding_a_50mb_abstract_is_skipped_and_the_good_records_go_in(tmp_path: Path, ingest_fast):
+    """Issue 16, finding 1: three records, the middle one a valid 50 MB abstract. Before, nothing
+    was written (minutes of CPU, GBs of memory); now the two good records are ingested and the bad
+    one is reported with file and line."""
+    path = write_big_record(tmp_path / "three.jsonl", 50 * MB)
+    summary, titles = ingest_fast([path])
+    assert titles == GOOD_TITLES
+    assert (summary.new, summary.entries) == (2, 2)
+    (issue,) = summary.issues
+    assert issue.startswith("three.jsonl:2: line of ") and "PAPERQA_INGEST_MAX_LINE_BYTES" in issue
+    assert "three.jsonl:2:" in summary.render()
+
+
+def _listing(*lines: str) -> str:
+    return "\n".join(lines) + "\n"
+
+
+LONG_WORD_TITLE = " ".join(["Supercalifragilisticexpialidocious"] * 40)  # 1399 chars, 40 words
+OVER_BOUND_CASES = {
+    # name: (file name, content, bad line, words the issue must have, settings)
+    "line": (
+        "line.jsonl",
+        "\n".join(
+            json.dumps(r)
+            for r in (GOOD_FIRST, {"title": "Over The Line Bound", "abstract": "word " * 1200}, GOOD_LAST)
+        ),
+        2,
+        ["line of 60", "PAPERQA_INGEST_MAX_LINE_BYTES"],
+        {"ingest_max_line_bytes": 4096},
+    ),
+    "abstract": (
+        "abstract.jsonl",
+        "\n".join(
+            json.dumps(r)
+            for r in (
+                GOOD_FIRST,
+                {"title": "Over The Abstract Bound", "abstract": "word " * 30_000},
+                GOOD_LAST,
+            )
+        ),
+        2,
+        ["abstract of 150000 characters", "PAPERQA_INGEST_MAX_ABSTRACT_CHARS"],
+        {},
+    ),
+    "title": (
+        "title.jsonl",
+        "\n".join(
+            json.dumps(r) for r in (GOOD_FIRST, {"title": LONG_WORD_TITLE, "abstract": ABSTRACT}, GOOD_LAST)
+        ),
+        2,
+        ["title of 1399 characters", "PAPERQA_INGEST_MAX_TITLE_CHARS"],
+        {},
+    ),
+    "listing": (
+        "listing.txt",
+        _listing(GOOD_FIRST["title"], ABSTRACT, "A Title Whose Abstract Is Too Long", "word " * 1200)
+        + _listing(GOOD_LAST["title"], GOOD_LAST["abstract"]),
+        4,
+        ["line of 60", "PAPERQA_INGEST_MAX_LINE_BYTES"],
+        {"ingest_max_line_bytes": 4096},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OVER_BOUND_CASES))
+def test_a_record_over_a_bound_is_reported_and_the_rest_go_in(case: str, tmp_path: Path, ingest_fast):
+    """A line over the line bound, an abstract or a title over its bound (JSONL), an over-long line
+    in a listing dump: reported with file:line and skipped; the good records around it go in."""
+    name, content, bad_line, words, overrides = OVER_BOUND_CASES[case]
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    summary, titles = ingest_fast([path], **overrides)
+    assert titles == GOOD_TITLES
+    assert summary.new == 2
+    (issue,) = [i for i in summary.issues if i.startswith(f"{name}:{bad_line}:")]
+    assert all(word in issue for word in words), issue
+    if case == "listing":  # the title before the long line is never paired with the line after it
+        lost = "title 'A Title Whose Abstract Is Too Long' lost its abstract to the unreadable line 4"
+        assert summary.issues == [issue, f"{name}:3: {lost}; skipped"]
+    else:
+        assert summary.issues == [issue]
+
+
+def test_listing_over_long_lines_keep_pairing_and_numbering(tmp_path: Path):
+    """An over-long line where a title is expected, and one where an abstract is expected: each is
+    reported with its line, the title that lost its abstract is never paired with the next line, and
+    the papers after them keep their right line numbers."""
+    long_line = "word " * (2 * MB // 5 + 10)  # just over 2 MiB: over the 1 MiB line bound
+    path = tmp_path / "dump.txt"
+    path.write_text(
+        _listing(long_line, "Title One", ABSTRACT, "Title Two", long_line, "Title Three", ABSTRACT),
+        encoding="utf-8",
+    )
+    records = list(read_file(path))
+    assert [(p.title, p.line) for p in papers_of(records)] == [("Title One", 2), ("Title Three", 6)]
+    assert [(i.line, i.message.split(" ")[0]) for i in issues_of(records)] == [
+        (1, "line"),
+        (5, "line"),
+        (4, "title"),
+    ]
+    assert "lost its abstract" in issues_of(records)[2].message
+
+
+def _peak_bytes_reading(path: Path) -> tuple[int, list]:
+    tracemalloc.start()
+    try:
+        records = list(read_file(path))
+        return tracemalloc.get_traced_memory()[1], records
+    finally:
+        tracemalloc.stop()
+
+
+def test_peak_memory_of_reading_does_not_grow_with_a_long_line(tmp_path: Path):
+    """The peak while parsing a file with one 50 MB line is far below that line (it is never held
+    whole) and the same as with a 5 MB line."""
+    peaks = {}
+    for size in (5, 50):
+        path = write_big_record(tmp_path / f"big{size}.jsonl", size * MB)
+        peaks[size], records = _peak_bytes_reading(path)
+        assert [p.id for p in papers_of(records)] == ["good-1", "good-3"]
+        assert [p.line for p in papers_of(records)] == [1, 3]
+        assert [i.line for i in issues_of(records)] == [2]
+    assert peaks[50] < 5 * MB, peaks
+    assert abs(peaks[50] - peaks[5]) < 1 * MB, peaks
+
+
+def _all_strings(paper: Paper) -> list[str]:
+    return [paper.id, paper.title, paper.abstract, *paper.metadata, *map(str, paper.metadata.values())]
+
+
+def test_lone_surrogates_and_nuls_from_json_escapes_are_cleaned(tmp_path: Path):
+    """JSON escapes can spell a lone surrogate or a NUL, which no encoder, tokenizer or store takes:
+    every text, metadata key and value a parser yields is valid, NUL-free Unicode."""
+    jsonl_path = tmp_path / "escapes.jsonl"
+    jsonl_path.write_text(
+        '{"id": "p\\ud800", "title": "Lone \\ud800 surrogate \\u0000 title", '
+        '"abstract": "An abstract with a NUL \\u0000 and a lone \\udfff low surrogate, long enough.", '
+        '"note\\u0001\\ud801": "meta \\ud83d value", "authors": ["A \\u0000 B", "C \\udc00"]}\n',
+        encoding="utf-8",
+    )
+    arxiv_path = tmp_path / "arxiv-snapshot.json"
+    arxiv = json.dumps({**ARXIV_RECORD, "title": "T \ud800 \x00 x", "authors": "Ann \udfff \x01 Bo"})
+    arxiv_path.write_text(arxiv + "\n", encoding="utf-8")
+    papers = papers_of(list(read_file(jsonl_path))) + papers_of(list(read_file(arxiv_path)))
+    assert [p.metadata.get("url", "jsonl") for p in papers] == ["jsonl", "https://arxiv.org/abs/0704.0001"]
+    for paper in papers:
+        for text in _all_strings(paper):
+            text.encode("utf-8")  # a lone surrogate would raise UnicodeEncodeError
+            assert not any(ord(c) < 32 and c not in "\t\n\r" for c in text), repr(text)
+    jsonl_paper, arxiv_paper = papers
+    assert jsonl_paper.title == "Lone \ufffd surrogate title"
+    assert jsonl_paper.metadata["note \ufffd"] == "meta \ufffd value"
+    assert jsonl_paper.metadata["authors"] == "A B, C \ufffd"
+    assert arxiv_paper.title == "T \ufffd x" and arxiv_paper.metadata["authors"] == "Ann \ufffd Bo"
+    assert all(len(p.content_hash) == 40 for p in papers)  # hashing encodes every text
+
+
+def test_listing_control_characters_are_cleaned(tmp_path: Path):
+    path = tmp_path / "ctl.txt"
+    path.write_text(_listing("Title\x07 One\x1b", ABSTRACT + "\x01\x7f"), encoding="utf-8")
+    (paper,) = read_file(path)
+    assert (paper.title, paper.abstract) == ("Title One", ABSTRACT)
+
+
+def test_deeply_nested_json_line_is_reported_not_fatal(tmp_path: Path):
+    path = tmp_path / "deep.jsonl"
+    deep = '{"title": "Deep", "abstract": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path.write_text("\n".join([json.dumps(GOOD_FIRST), deep, json.dumps(GOOD_LAST)]) + "\n", encoding="utf-8")
+    records = list(read_file(path))
+    assert [p.id for p in papers_of(records)] == ["good-1", "good-3"]
+    (issue,) = issues_of(records)
+    assert issue.line == 2 and "nested too deeply" in issue.message
+
+
+def _bad_links(folder: Path) -> dict[str, Path]:
+    """A symbolic link loop (two links to each other) and a dangling link, as corpus files."""
+    folder.mkdir()
+    loop_a, loop_b, dangling = folder / "loop_a.jsonl", folder / "loop_b.jsonl", folder / "dangling.jsonl"
+    os.symlink(loop_b, loop_a)
+    os.symlink(loop_a, loop_b)
+    os.symlink(folder / "gone.jsonl", dangling)
+    return {"symbolic link loop": loop_a, "which does not exist": dangling}
+
+
+@pytest.mark.parametrize("given", ["paths", "folder"])
+def test_symlink_loop_and_dangling_link_are_reported_good_files_go_in(
+    given: str, tmp_path: Path, ingest_fast
+):
+    """Issue 16, finding 5a: a symbolic link loop among the inputs stopped the whole run. Now each
+    unreachable path is reported (path and what to do) and skipped, given by name or in a folder."""
+    folder = tmp_path / "corpus"
+    bad = _bad_links(folder)
+    good = folder / "good.jsonl"
+    good.write_text(json.dumps(GOOD_FIRST) + "\n" + json.dumps(GOOD_LAST) + "\n", encoding="utf-8")
+    summary, titles = ingest_fast(
+        [folder] if given == "folder" else [bad["symbolic link loop"], good, bad["which does not exist"]]
+    )
+    assert titles == GOOD_TITLES and summary.new == 2
+    for words, path in bad.items():
+        (issue,) = [i for i in summary.issues if i.startswith(f"{path}:")]
+        assert words in issue and ("fix the link or remove it" in issue), issue
+
+
+def test_corpus_files_without_a_handler_still_raises_for_a_broken_link(tmp_path: Path):
+    bad = _bad_links(tmp_path / "links")
+    for words, path in bad.items():
+        with pytest.raises(UnreadableFile, match=words):
+            corpus_files([path])
+
+
+def reads_unreadable_files(folder: Path) -> bool:
+    """Whether this process reads a file of mode 000: root does (unless its capabilities are dropped)."""
+    probe = folder / "probe"
+    probe.write_text("x")
+    probe.chmod(0)
+    try:
+        probe.read_text()
+    except PermissionError:
+        return False
+    finally:
+        probe.unlink()
+    return True
+
+
+def test_permission_denied_file_and_folder_are_reported_good_files_go_in(tmp_path: Path, ingest_fast):
+    if os.geteuid() == 0 and reads_unreadable_files(tmp_path):
+        pytest.skip("root reads every file whatever its mode")
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(GOOD_FIRST) + "\n" + json.dumps(GOOD_LAST) + "\n", encoding="utf-8")
+    locked_file = tmp_path / "locked.jsonl"
+    locked_file.write_text(json.dumps({"title": "Locked", "abstract": ABSTRACT}) + "\n", encoding="utf-8")
+    locked_folder = tmp_path / "locked"
+    locked_folder.mkdir()
+    (locked_folder / "inside.jsonl").write_text(locked_file.read_text(), encoding="utf-8")
+    locked_file.chmod(0)
+    locked_folder.chmod(0)
+    try:
+        summary, titles = ingest_fast([locked_file, good, locked_folder])
+    finally:
+        locked_file.chmod(0o644)
+        locked_folder.chmod(0o755)
+    assert titles == GOOD_TITLES and summary.new == 2
+    (file_issue,) = [i for i in summary.issues if i.startswith(f"{locked_file}:")]
+    assert "permission denied" in file_issue and "chmod" in file_issue
+    (folder_issue,) = [i for i in summary.issues if i.startswith(f"{locked_folder}:")]
+    assert "cannot be listed" in folder_issue and "chmod" in folder_issue
+
+
+def test_json_array_file_over_its_bound_is_reported_and_skipped(tmp_path: Path, ingest_fast):
+    """A JSON array is read whole, so a big one is refused (with the advice to convert it to JSON
+    lines); one under the bound is read even when it is one line longer than the line bound."""
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps([{**GOOD_FIRST, "note": "n" * 600}, {**GOOD_LAST, "note": "n" * 600}]))
+    big = tmp_path / "big.json"
+    big.write_text(
+        json.dumps([{"title": f"Big Array Paper {i}", "abstract": "word " * 800} for i in range(3)])
+    )
+    assert 1024 < small.stat().st_size < 8192 < big.stat().st_size
+    summary, titles = ingest_fast([big, small], ingest_max_array_bytes=8192, ingest_max_line_bytes=1024)
+    assert titles == GOOD_TITLES
+    (issue,) = summary.issues
+    assert issue.startswith(f"{big}: ") and "PAPERQA_INGEST_MAX_ARRAY_BYTES" in issue
+    assert "convert it to JSON lines" in issue and "big.jsonl" in issue
+
+
+def test_json_array_element_over_a_bound_is_reported_by_position(tmp_path: Path):
+    """In a JSON array under its bound, an element over a bound is reported with its position and
+    skipped before any work on it; the other elements are read."""
+    path = tmp_path / "papers.json"
+    path.write_text(json.dumps([GOOD_FIRST, {"title": "Huge", "abstract": "word " * 40_000}, GOOD_LAST]))
+    records = list(read_file(path))
+    assert [p.id for p in papers_of(records)] == ["good-1", "good-3"]
+    (issue,) = issues_of(records)
+    assert issue.line == 2 and issue.message.startswith("abstract of 200000 characters is over the limit")
+
+
+def test_listing_title_over_its_bound_takes_its_abstract_with_it():
+    """A listing title over the title bound is skipped with its abstract line: that line is never
+    taken for the next title."""
+    from dataclasses import replace
+
+    from ingest.parsers import DEFAULT_LIMITS
+
+    limits = replace(DEFAULT_LIMITS, max_title_chars=20)
+    lines = numbered("A Title Longer Than Twenty Characters", ABSTRACT, "Short Title", ABSTRACT)
+    records = list(parse_listing(lines, "f.txt", limits))
+    assert [(p.title, p.line) for p in papers_of(records)] == [("Short Title", 3)]
+    (issue,) = issues_of(records)
+    assert issue.line == 1 and "PAPERQA_INGEST_MAX_TITLE_CHARS" in issue.message

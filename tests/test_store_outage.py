@@ -10,6 +10,7 @@ the store is up.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 
@@ -190,5 +191,77 @@ def test_a_hung_store_does_not_hang_the_service(chroma_process, tmp_path, embed_
             assert "Timeout" in response.json()["detail"]
         finally:
             chroma_process.resume()
+        wait_for(lambda: ready(http), "ready again")
+        assert http.get("/search", params={"q": QUESTION}).status_code == 200
+
+
+def test_a_hung_store_does_not_take_the_workers(chroma_process, tmp_path, embed_model, count_tokens) -> None:
+    """Issue 16, finding 4: with the server SIGSTOPped and 60 concurrent searches, main's /health
+    took 9.6 s and searches up to twice the store timeout, every worker thread waiting on the store.
+    Now store calls run in a bounded pool (PAPERQA_STORE_MAX_CONCURRENCY, 4 here) with a deadline
+    per call: the calls that got a slot fail after the timeout, the others get 503 "busy" at once,
+    and /health, which never waits behind them, answers within its 1.5 s deadline.
+
+    60 concurrent clients: 40 searches (each embeds its query first: CPU-bound, so their timing
+    depends on the machine) and 20 paper look-ups (a store call and nothing else: their timing is
+    the store's). Bounds have margins for a loaded 2-core machine; main fails them by seconds."""
+    settings = server_settings(chroma_process, tmp_path, store_timeout_s=4.0, store_max_concurrency=4)
+    records = ingest_into(settings, tmp_path, embed_model, count_tokens)
+    services = build_services(settings, embed_model=embed_model)
+    outcomes: list[tuple[str, int, float, str, str | None]] = []
+
+    def call(url: str, path: str, params: dict[str, str]) -> None:
+        started = time.monotonic()
+        response = httpx.get(f"{url}{path}", params=params, timeout=60)
+        outcomes.append(
+            (
+                path.split("/")[1],
+                response.status_code,
+                time.monotonic() - started,
+                response.json().get("detail", ""),
+                response.headers.get("retry-after"),
+            )
+        )
+
+    with (
+        LiveServer(create_app(services=services)) as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        assert ready(http)
+        chroma_process.pause()
+        try:
+            requests = [("/search", {"q": QUESTION})] * 40 + [(f"/papers/{records[0]['id']}", {})] * 20
+            clients = [threading.Thread(target=call, args=(server.url, *r)) for r in requests]
+            for client in clients:
+                client.start()
+            health_s = []
+            for _ in range(3):
+                time.sleep(0.3)
+                started = time.monotonic()
+                health = http.get("/health")
+                health_s.append(time.monotonic() - started)
+                assert health.status_code == 503 and health.json()["ready"] is False
+            for client in clients:
+                client.join(timeout=60)
+            assert not any(client.is_alive() for client in clients), "a request hung"
+        finally:
+            chroma_process.resume()
+        report = sorted((kind, round(seconds, 1), detail[:50]) for kind, _, seconds, detail, _ in outcomes)
+        assert max(health_s) < 2.0 + 1.0, f"/health waited behind the requests: {health_s}"
+        assert len(outcomes) == 60 and {status for _, status, *_ in outcomes} == {503}, report
+        papers_s = max(seconds for kind, _, seconds, *_ in outcomes if kind == "papers")
+        assert papers_s < settings.store_timeout_s + 1.5, report
+        searches_s = max(seconds for kind, _, seconds, *_ in outcomes if kind == "search")
+        assert searches_s < 2 * settings.store_timeout_s, report
+        busy = [o for o in outcomes if "retry in a few seconds" in o[3]]
+        # The gate's deadline and the HTTP client's own timeout are both the store timeout: either
+        # may fire first.
+        timed_out = [o for o in outcomes if "did not answer within" in o[3] or "Timeout" in o[3]]
+        print(
+            f"health {health_s}, papers max {papers_s:.1f} s, searches max {searches_s:.1f} s, "
+            f"busy {len(busy)}, timed out {len(timed_out)}"
+        )
+        assert busy and timed_out and len(busy) + len(timed_out) == 60, report
+        assert all(retry is not None for *_, retry in busy)
         wait_for(lambda: ready(http), "ready again")
         assert http.get("/search", params={"q": QUESTION}).status_code == 200

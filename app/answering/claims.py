@@ -12,6 +12,15 @@ each of its sentences is checked against the papers it cites (their title and wh
    docs/evaluation.md, "Claim check"). The title and names of the cited papers are left out of
    the comparison (:func:`claim_content`): a copied title would make any sentence look close.
 
+And, in the service (:class:`app.answering.pipeline.NamedClaimChecker`, checked between 1 and 2):
+it names no paper but the ones it cites (:func:`names_verdict`). A name is a corpus paper's name
+(the :class:`~app.retrieval.names.NameIndex` of every title: "Linformer", "linformer", "Swin V2"),
+a retrieved source's title in any case, a run of capitalised words that reads as a title
+("Attention Is All You Need", "Quantum Banana Transformers"), or "X et al.", plain, quoted or
+emphasised; it passes when a cited paper's title or abstract holds it (so an evidence sentence
+naming the methods it compares with keeps them), unless it is a title the sources' text quotes
+that names none of them (:func:`app.answering.citations.foreign_titles`: a planted instruction's).
+
 A sentence that fails is replaced by the evidence sentence of the paper it cites, or dropped, and
 reported (``unsupported`` in the result). The functions here are pure and tested without a model;
 the similarity comes in as numbers.
@@ -22,9 +31,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
+from app.answering.citations import foreign_titles, match_title
+from app.core.records import normalize_title
 from app.core.text import sentence_spans
-from app.retrieval.names import looks_like_a_name
+from app.retrieval.names import NameIndex, looks_like_a_name, name_key
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
@@ -159,3 +171,195 @@ def trim_to_complete(text: str) -> tuple[str, bool]:
     if not complete:
         return "", True
     return stripped[: complete[-1][1]], True
+
+
+# --- names of papers ------------------------------------------------------------------------------
+# Lower-case words a title keeps inside it ("Masked Autoencoder for Self-Supervised Pre-training").
+_JOINERS = frozenset(
+    {"a", "an", "the", "of", "for", "with", "and", "or", "in", "on", "to", "via", "by", "from", "at"}
+    | {"as", "into", "without", "through", "towards", "toward", "over", "under", "vs", "versus", "using"}
+)
+# Words that are no name in any case ("The", "Is", "All", "You", "Their"): never counted as a
+# title's words, and not part of one at either end of a run.
+_CONNECTORS = _JOINERS | {"is", "are", "all", "you", "we", "our", "their", "its", "this", "these", "that"}
+_RUN_WORD = re.compile(r"[^\W_]+(?:[-.'’+][^\W_]+)*\+*")
+_RUN_GAP = re.compile(r"[ \t]+")  # only spaces continue a run: any sign, marker or quote ends it
+_ET_AL = re.compile(
+    r"\b([A-Z][^\W\d_]+(?:[-'’][^\W\d_]+)*)(?:\s+(?:and|&)\s+[A-Z][^\W\d_]+)?,?\s+et\s+al\b\.?"
+)
+_NOT_TEXT = re.compile(r"\[\d{1,3}\]|[\"“”‘’*_`()\[\]{}<>]|(?<!\w)'|'(?!\w)")
+MIN_TITLE_WORDS = 3  # a source's title written in lower case counts from this many words
+MAX_NAME_WORDS = 4  # corpus names are looked up as runs of up to this many words
+
+
+@dataclass(frozen=True)
+class PaperNames:
+    """What names a paper in an answer: the names the corpus's titles give their papers
+    (:class:`app.retrieval.names.NameIndex`, case and spacing folded), the retrieved sources' titles,
+    and the title-like spans the sources' own text quotes but that name no source (what a planted
+    instruction would have the model cite: :func:`app.answering.citations.foreign_titles`)."""
+
+    index: NameIndex | None = None
+    titles: tuple[str, ...] = ()
+    foreign: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, index: NameIndex | None, titles: Sequence[str], abstracts: Sequence[str]) -> PaperNames:
+        """For one answer: the corpus's names, its sources' titles and their abstracts."""
+        return cls(index, tuple(titles), tuple(foreign_titles(abstracts, list(titles))))
+
+
+@lru_cache(maxsize=256)
+def _word_keys(text: str) -> tuple[str, ...]:
+    """The words of ``text`` as :func:`~app.retrieval.names.name_key` folds them."""
+    return tuple(key for word in normalize_title(text).split() if (key := name_key(word)))
+
+
+def mentions(text: str, name: str) -> bool:
+    """``text`` holds ``name`` as whole words, case, hyphens and spacing folded ("Swin V2" is in
+    "SwinV2 scales ...", "RepQ-ViT" in "repq vit"; "Informer" is not in "Linformer")."""
+    key = name_key(name)
+    words = _word_keys(text)
+    for start, word in enumerate(words):
+        if not key or not key.startswith(word):
+            continue
+        joined, end = word, start + 1
+        while len(joined) < len(key) and end < len(words):
+            joined, end = joined + words[end], end + 1
+        if joined == key:
+            return True
+    return False
+
+
+def title_runs(text: str) -> list[str]:
+    """Runs of capitalised words that read as a title ("Attention Is All You Need", "Quantum
+    Banana Transformers"): at least :data:`MIN_TITLE_WORDS` words, every one capitalised but the
+    connectors between them, two or more that are not connectors. Quotes, emphasis, markers and
+    any sign but a space end a run."""
+    clean = _NOT_TEXT.sub("|", text)
+    words = list(_RUN_WORD.finditer(clean))
+    runs: list[list[re.Match[str]]] = []
+    current: list[re.Match[str]] = []
+    for word in words:
+        joined = bool(current) and _RUN_GAP.fullmatch(clean[current[-1].end() : word.start()]) is not None
+        fits = word.group()[:1].isupper() or word.group() in _JOINERS
+        if not fits or not joined:
+            runs.append(current)
+            current = [word] if fits else []
+            continue
+        current.append(word)
+    runs.append(current)
+    found: list[str] = []
+    for run in runs:
+        while run and run[0].group().casefold() in _CONNECTORS:
+            run = run[1:]
+        while run and run[-1].group().casefold() in _CONNECTORS:
+            run = run[:-1]
+        content = [w for w in run if w.group().casefold() not in _CONNECTORS]
+        if len(run) >= MIN_TITLE_WORDS and len(content) >= 2:
+            found.append(clean[run[0].start() : run[-1].end()])
+    return found
+
+
+def _spelled_alike(span: str, spelling: str) -> bool:
+    """A name of several words counts only when written with its capitals ("Less is More", not
+    "less is more"; "Efficient Transformers", not "efficient transformers"): such names are also
+    ordinary phrases. A one-word name counts in any case ("linformer")."""
+    span_words, spelled = span.split(), spelling.split()
+    if len(span_words) == 1:
+        return True
+    if len(span_words) != len(spelled):
+        return any(c.isupper() for c in span)
+    return all(s[:1].isupper() or not t[:1].isupper() for s, t in zip(span_words, spelled, strict=True))
+
+
+def corpus_names(text: str, index: NameIndex) -> list[str]:
+    """The names of corpus papers ``text`` uses, as written in it, longest first; a word inside a
+    longer name is not looked up again."""
+    clean = _NOT_TEXT.sub("|", text)
+    words = list(_RUN_WORD.finditer(clean))
+    taken: set[int] = set()
+    found: list[str] = []
+    for size in range(min(MAX_NAME_WORDS, len(words)), 0, -1):
+        for start in range(len(words) - size + 1):
+            run = words[start : start + size]
+            positions = set(range(start, start + size))
+            if positions & taken:
+                continue
+            if any(
+                _RUN_GAP.fullmatch(clean[a.end() : b.start()]) is None
+                for a, b in zip(run, run[1:], strict=False)
+            ):
+                continue
+            span = re.sub(r"['’]s$", "", clean[run[0].start() : run[-1].end()])  # "Linformer's"
+            key = name_key(span)
+            if key in index.papers_by_key and _spelled_alike(span, index.spelling[key]):
+                found.append(span)
+                taken |= positions
+    return found
+
+
+def paper_names_in(sentence: str, names: PaperNames) -> list[str]:
+    """Every name of a paper in ``sentence``, as written: corpus names, retrieved titles (in any
+    case), title-like runs of capitalised words, and authors ("Vaswani et al."). A marker ends a
+    name: "Linformer [1] and RepQ-ViT [2]" is two names, not one title."""
+    text = without_markers(sentence)
+    found: list[str] = []
+    if names.index is not None:
+        found += corpus_names(sentence, names.index)
+    found += [
+        t for t in names.titles if len(normalize_title(t).split()) >= MIN_TITLE_WORDS and mentions(text, t)
+    ]
+    authors = [m.group(0).rstrip(".") for m in _ET_AL.finditer(text)]
+    found += title_runs(_ET_AL.sub("|", sentence)) + authors
+    return list(dict.fromkeys(found))
+
+
+def foreign_names(sentence: str, cited_texts: Sequence[str], names: PaperNames) -> list[str]:
+    """The names of papers in ``sentence`` that the papers it cites do not back: a name no cited
+    text (title and abstract) holds, so another paper's, a wrong marker's, or an invented one. A
+    name the cited abstract itself uses is backed (an evidence sentence quoting "we compare with
+    BERT" keeps it), except a title the sources quote but that names none of them
+    (:attr:`PaperNames.foreign`), which is never repeated."""
+    text = without_markers(sentence)
+    out = [f for f in names.foreign if mentions(text, f)]
+    out += [name for name in paper_names_in(sentence, names) if not _backed(name, cited_texts)]
+    return list(dict.fromkeys(out))
+
+
+_CONJUNCTION = re.compile(r"\s+(?:and|or|vs\.?|versus|&)\s+")
+
+
+def _backed(name: str, cited_texts: Sequence[str]) -> bool:
+    """A cited text holds ``name``, or each part of a list the sentence joined ("R or Stata" for
+    "R and Stata", "BERT and Reformer" for "Reformer and BERT"); or it is a cited title."""
+    parts = _CONJUNCTION.split(name)
+    return (
+        all(any(mentions(cited, part) for cited in cited_texts) for part in parts)
+        or any(mentions(cited, name) for cited in cited_texts)
+        or _is_a_cited_title(name, cited_texts)
+    )
+
+
+def _is_a_cited_title(name: str, cited_texts: Sequence[str]) -> bool:
+    """``name`` is (nearly) a cited paper's title or one side of its colon: a title written with
+    a small slip ("Post-Training Quantization of Vision Transformers" for "... for ..."). Only for
+    titles: a short name near another ("Informer", "Linformer") is another paper. ``cited_texts``
+    are ``title\nabstract``, as the claim check gives them."""
+    if len(name.split()) < MIN_TITLE_WORDS:
+        return False
+    titles = [text.split("\n", 1)[0] for text in cited_texts]
+    parts = [part.strip() for title in titles for part in title.split(":", 1)]
+    return match_title(name, titles) is not None or match_title(name, parts) is not None
+
+
+def names_verdict(sentence: str, cited_texts: Sequence[str], names: PaperNames) -> Verdict | None:
+    """A failing verdict when the sentence names what it does not cite (:func:`foreign_names`),
+    else None (the other checks decide)."""
+    foreign = foreign_names(sentence, cited_texts, names)
+    if not foreign:
+        return None
+    shown = ", ".join(f"“{f}”" for f in foreign[:3])
+    if all(f in names.foreign for f in foreign):
+        return Verdict(False, f"it repeats {shown}, quoted in the sources but the title of none of them")
+    return Verdict(False, f"it names {shown}, which is not a paper it cites nor in a cited abstract")

@@ -17,13 +17,22 @@ from contextlib import aclosing
 from starlette.concurrency import run_in_threadpool
 
 from app.answering.citations import Finalized, finalize, tidy
+from app.answering.claims import AnswerSentence, PaperNames, Verdict, names_verdict
 from app.answering.compose import select_papers
 from app.answering.condense import condense, weights_for
 from app.answering.context import make_citations, sources_from_evidence
 from app.answering.evidence import EvidenceFinder, PaperEvidence
 from app.answering.llm import ChatBackend
 from app.answering.prompts import Prompts
-from app.answering.strategies import AnswerContext, ClaimChecker, compose, extract, generate, resolve_strategy
+from app.answering.strategies import (
+    AnswerContext,
+    ClaimChecker,
+    Embed,
+    compose,
+    extract,
+    generate,
+    resolve_strategy,
+)
 from app.answering.types import (
     AnswerResult,
     DeltaEvent,
@@ -39,6 +48,7 @@ from app.core.errors import LLMError
 from app.core.settings import RetrievalMode, Settings
 from app.core.store import store_errors
 from app.retrieval.coverage import Coverage, CoverageModel, coverage_of, suggestions_for
+from app.retrieval.names import NameIndex
 from app.retrieval.queries import Turn
 from app.retrieval.search import PaperRetriever
 from app.retrieval.types import RetrievalResult
@@ -48,6 +58,38 @@ log = logging.getLogger(__name__)
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 1)
+
+
+class NamedClaimChecker(ClaimChecker):
+    """The claim check, and first: a sentence names no paper but the ones it cites
+    (:func:`app.answering.claims.names_verdict`: the corpus's names, the sources' titles, any
+    title-like name, "X et al.", unless the cited abstract itself holds it). Every strategy checks
+    its sentences with this before the user sees them (the streamed ones included), and the
+    pipeline checks the finished answer with it again; a failing sentence is replaced or dropped
+    and reported in ``unsupported``."""
+
+    def __init__(
+        self,
+        evidence: Sequence[PaperEvidence],
+        embed: Embed,
+        min_similarity: float,
+        names: NameIndex | None,
+    ) -> None:
+        super().__init__(evidence, embed, min_similarity)
+        self.names = PaperNames.of(
+            names, [e.title for e in self.evidence], [e.abstract for e in self.evidence]
+        )
+
+    def verdicts(self, sentences: Sequence[AnswerSentence]) -> list[Verdict]:
+        named = [self._names_verdict(s) for s in sentences]
+        rest = iter(super().verdicts([s for s, v in zip(sentences, named, strict=True) if v is None]))
+        return [v if v is not None else next(rest) for v in named]
+
+    def _names_verdict(self, sentence: AnswerSentence) -> Verdict | None:
+        cited = [self.evidence[m - 1] for m in sentence.markers if 1 <= m <= len(self.evidence)]
+        if not cited:  # the claim check's own first rule: it cites no retrieved paper
+            return None
+        return names_verdict(sentence.text, [f"{e.title}\n{e.abstract}" for e in cited], self.names)
 
 
 class Answerer:
@@ -147,7 +189,9 @@ class Answerer:
         )
         yield SourcesEvent(sources)
         selected = [order.index(found.index(e)) + 1 for e in chosen]
-        checker = ClaimChecker(evidence, self.embed_texts, self.settings.claim_min_similarity)
+        checker = NamedClaimChecker(
+            evidence, self.embed_texts, self.settings.claim_min_similarity, self.retriever.lexical.names
+        )
         ctx = AnswerContext(
             question, messages, sources, evidence, selected, checker, self.prompts, self.settings
         )

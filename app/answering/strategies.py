@@ -214,6 +214,13 @@ async def generate(
                 if cited and cited[0] not in ctx.used_lines:
                     replacement = ctx.extract_line(cited[0])
                     ctx.used_lines.add(cited[0])
+                    # The cited paper's own evidence, checked too before it is streamed (an
+                    # abstract may quote a title planted in it).
+                    checks = (
+                        await run_in_threadpool(ctx.checker.check_text, replacement) if replacement else []
+                    )
+                    if not all(v.supported for _, v in checks):
+                        replacement = None
                 ctx.unsupported.append(
                     UnsupportedSentence(
                         sentence=sentence.text,

@@ -7,6 +7,7 @@ names the ``openai`` client itself uses (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -42,6 +43,8 @@ class Settings(BaseSettings):
     collection: str = "papers"
     store_timeout_s: float = Field(10.0, gt=0)
     store_retry_s: float = Field(5.0, gt=0)
+    store_max_concurrency: int = Field(8, ge=1, le=256)
+    store_queue_wait_s: float = Field(0.5, ge=0)
     hnsw_ef_search: int = Field(300, ge=10, le=5000)
 
     # --- embeddings and chunking -----------------------------------------------------------
@@ -51,6 +54,11 @@ class Settings(BaseSettings):
     model_cache_dir: Path = PROJECT_ROOT / "var" / "models"
     chunk_size: int = Field(200, ge=64, le=EMBED_WINDOW - 2)
     chunk_overlap: int = Field(32, ge=0)
+    # Ingestion bounds (ingest/parsers.py): a record over one is reported with file:line and skipped.
+    ingest_max_title_chars: int = Field(1000, ge=1)
+    ingest_max_abstract_chars: int = Field(100_000, ge=1)
+    ingest_max_line_bytes: int = Field(1024 * 1024, ge=1024)
+    ingest_max_array_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 
     # --- retrieval -------------------------------------------------------------------------
     retrieval_mode: RetrievalMode = "hybrid"
@@ -120,15 +128,29 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     body_timeout_s: float = Field(10.0, gt=0)
     rate_limit_per_minute: int = Field(120, ge=0)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
     debug: bool = False
 
-    @field_validator("corpus_paths", "cors_origins", mode="before")
+    @field_validator("corpus_paths", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         """Accept ``a,b`` in env vars as well as JSON lists."""
         if isinstance(value, str) and not value.strip().startswith("["):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        """Each entry an IP address or a CIDR network (``10.0.0.0/8``), checked at start."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 10.0.0.1, 10.0.0.0/8)"
+                ) from None
         return value
 
     @field_validator("chroma_path", "prompts_dir", "model_cache_dir", mode="after")

@@ -8,6 +8,14 @@ from __future__ import annotations
 import re
 
 _WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+REPLACEMENT = "\ufffd"
+# A character that makes a text not blank: anything but whitespace (Unicode's and the BOM) and
+# control characters. Written with \u escapes, so the same pattern means the same in Python's ``re``
+# and in the ECMA regex of a JSON Schema: the API's schema states this very rule (``pattern``).
+NON_BLANK = r"[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+_NON_BLANK = re.compile(NON_BLANK)
 STOPWORDS = frozenset(
     [
         "a",
@@ -181,3 +189,19 @@ def terms(text: str) -> set[str]:
                 break
         out.add(word)
     return out
+
+
+def clean_text(text: str) -> str:
+    """Text as it may enter the system (HTTP bodies, query strings, ingested records): valid
+    Unicode. A lone UTF-16 surrogate (JSON allows ``"\\ud800"``; no encoder, tokenizer or store
+    does) becomes U+FFFD; NUL and the other control characters but tab and line breaks become a
+    space. Everything else is kept as it is, so offsets into a cleaned text stay meaningful."""
+    if text.isascii() and text.isprintable():
+        return text
+    text = _SURROGATE.sub(REPLACEMENT, text)
+    return _CONTROL.sub(" ", text)
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` has nothing but whitespace and control characters (see :data:`NON_BLANK`)."""
+    return _NON_BLANK.search(text) is None

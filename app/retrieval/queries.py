@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, TypedDict
 
-from app.core.text import terms
+from app.core.text import is_blank, terms
 
 
 class Turn(TypedDict):
@@ -44,13 +44,23 @@ def query_weights(queries: Sequence[str], raw_weight: float, full_weight_terms: 
 
 
 def question_problem(roles_and_contents: Sequence[tuple[str, str]]) -> str | None:
-    """Why a conversation has no question to answer (its last message must be a non-blank user
-    message), or None. The one statement of that rule; the HTTP schemas call it."""
+    """Why a conversation has no question to answer, or None. The question is the last user
+    message; every user message must be non-blank (:func:`app.core.text.is_blank`); messages after
+    the last user message are ignored (:func:`up_to_the_question`). The one statement of that
+    rule: the HTTP schemas and the MCP tools call it, and the OpenAPI schema states it."""
     if not roles_and_contents:
         return "the conversation is empty"
-    role, content = roles_and_contents[-1]
-    if role != "user":
-        return f"the last message must be from the user (got role {role!r})"
-    if not content.strip():
-        return "the question (the last message) is empty"
+    users = [i for i, (role, _) in enumerate(roles_and_contents) if role == "user"]
+    if not users:
+        return "the conversation has no user message (the question is the last user message)"
+    for index in users:
+        if is_blank(roles_and_contents[index][1]):
+            which = "the question (the last user message)" if index == users[-1] else f"messages[{index}]"
+            return f"{which} is empty: a user message needs some text"
     return None
+
+
+def up_to_the_question(messages: Sequence[Turn]) -> list[Turn]:
+    """The conversation up to its question (the last user message); what follows is ignored."""
+    last = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=len(messages) - 1)
+    return list(messages[: last + 1])

@@ -8,8 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse
 
-from app.core.errors import InvalidRequest
-from app.http.conversation import check_conversation
+from app.http.conversation import openai_conversation
 from app.http.deps import EngineDep, SettingsDep
 from app.http.errors import llm_failed, llm_fell_back
 from app.http.openai_format import MODEL_ID, completion, completion_chunks
@@ -36,11 +35,7 @@ PING_S = 10
 async def chat_completions(
     request: Request, body: ChatCompletionRequest, engine: EngineDep, settings: SettingsDep
 ) -> Any:
-    try:
-        plain = body.plain_messages()
-    except ValueError as exc:
-        raise InvalidRequest(str(exc)) from None
-    messages = check_conversation(plain, settings)
+    messages = openai_conversation(body, settings)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return EventSourceResponse(

@@ -18,7 +18,7 @@ CSP = (
 router = APIRouter(tags=["page"])
 
 
-@router.get("/", include_in_schema=False)
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 async def index() -> FileResponse:
     return FileResponse(
         STATIC_DIR / "index.html",

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from app.core.errors import InvalidRequest
 from app.core.settings import RetrievalMode
 from app.core.store import store_errors
+from app.core.text import clean_text, is_blank
 from app.http.deps import RetrieverDep, SettingsDep
 from app.http.schemas import TOP_K_MAX, ErrorBody, SearchHit, SearchResponse
 from app.retrieval.coverage import CoverageModel, coverage_of, suggestions_for
@@ -27,11 +28,11 @@ async def search(
     k: Annotated[int | None, Query(ge=1, le=TOP_K_MAX, description="papers to return")] = None,
     mode: Annotated[RetrievalMode | None, Query(description="dense, bm25 or hybrid")] = None,
 ) -> SearchResponse:
-    query = q.strip()
-    if not query:
-        raise InvalidRequest("q: the query is empty")
-    if len(query) > settings.max_message_chars:
-        raise InvalidRequest(f"q: too long ({len(query)} characters, at most {settings.max_message_chars})")
+    if len(q) > settings.max_message_chars:
+        raise InvalidRequest(f"q: too long ({len(q)} characters, at most {settings.max_message_chars})")
+    query = clean_text(q).strip()
+    if is_blank(query):
+        raise InvalidRequest("q: the query is empty (only whitespace or control characters)")
     with store_errors(settings):
         retrieval = await run_in_threadpool(retriever.search, [query], mode, k)
     coverage = coverage_of(retrieval, CoverageModel.from_settings(settings))
