@@ -35,7 +35,8 @@ OPERATIONS = (
 )
 
 
-def run_schemathesis(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def run_schemathesis(url: str, *extra: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The schemathesis command (it writes a cache folder where it runs: give it ``cwd``)."""
     command = [
         str(SCHEMATHESIS if SCHEMATHESIS.exists() else shutil.which("schemathesis")),
         "run",
@@ -55,7 +56,7 @@ def run_schemathesis(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
         *extra,
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": ""}
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, check=False)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, check=False, cwd=cwd)
 
 
 def serve(services: Services, **overrides: object) -> LiveServer:
@@ -67,7 +68,7 @@ def serve(services: Services, **overrides: object) -> LiveServer:
 
 def test_schemathesis_all_checks_pass_on_every_operation(contract_services: Services, tmp_path: Path) -> None:
     with serve(contract_services) as server:
-        done = run_schemathesis(server.url)
+        done = run_schemathesis(server.url, cwd=tmp_path)
     report = done.stdout + done.stderr
     (tmp_path / "schemathesis.txt").write_text(report)
     print(f"schemathesis report: {tmp_path / 'schemathesis.txt'}")
@@ -75,7 +76,9 @@ def test_schemathesis_all_checks_pass_on_every_operation(contract_services: Serv
     assert "No issues found" in report and f"Tested: {len(OPERATIONS) + 1}" in report, report[-3000:]
 
 
-def test_with_an_api_key_the_schema_says_so_and_schemathesis_agrees(contract_services: Services) -> None:
+def test_with_an_api_key_the_schema_says_so_and_schemathesis_agrees(
+    contract_services: Services, tmp_path: Path
+) -> None:
     """With ``PAPERQA_API_KEY`` the document declares the bearer scheme (and 401); schemathesis's
     auth checks (``ignored_auth``) then verify that the key is really required."""
     with serve(contract_services, api_key="s3cret") as server:
@@ -83,7 +86,7 @@ def test_with_an_api_key_the_schema_says_so_and_schemathesis_agrees(contract_ser
         assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
         assert spec["paths"]["/chat"]["post"]["security"] == [{"bearer": []}]
         assert "security" not in spec["paths"]["/health"]["get"]
-        done = run_schemathesis(server.url, "--header", "Authorization: Bearer s3cret")
+        done = run_schemathesis(server.url, "--header", "Authorization: Bearer s3cret", cwd=tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
     assert "No issues found" in done.stdout, done.stdout[-3000:]
 
