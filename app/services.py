@@ -15,10 +15,12 @@ from app.answering.evidence import EvidenceFinder
 from app.answering.llm import ChatBackend, make_backend
 from app.answering.pipeline import Answerer
 from app.answering.prompts import Prompts, load_prompts
+from app.core import lexicon
 from app.core.embeddings import embedding_identity, load_embed_model
 from app.core.settings import Settings
 from app.core.store import check_layout, get_collections, make_client
 from app.core.store_gate import StoreGate
+from app.retrieval.lexical import LexicalIndex, StateReader
 from app.retrieval.search import PaperRetriever
 
 
@@ -44,6 +46,16 @@ class Services:
             await self.backend.aclose()
 
 
+def _state_reader(client: Any, settings: Settings, gate: StoreGate) -> StateReader:
+    """The chunk collection's BM25 state as the store says now (a fresh read, through the gate)."""
+
+    def read() -> tuple[str | None, str | None]:
+        fresh = gate.call(client.get_collection, settings.collection, embedding_function=None)
+        return lexicon.store_state(fresh)
+
+    return read
+
+
 def build_services(
     settings: Settings, embed_model: Any = None, backend: ChatBackend | None = None, load_llm: bool = True
 ) -> Services:
@@ -62,7 +74,8 @@ def build_services(
     embed_model = embed_model or load_embed_model(settings)
     seconds["embedder"] = time.perf_counter() - t
     t = time.perf_counter()
-    retriever = PaperRetriever(settings, embed_model, chunks)
+    lexical = LexicalIndex(settings, chunks, read_state=_state_reader(client, settings, gate))
+    retriever = PaperRetriever(settings, embed_model, chunks, lexical=lexical)
     seconds["retriever"] = time.perf_counter() - t
     t = time.perf_counter()
     if backend is None and load_llm:

@@ -182,6 +182,36 @@ def retrieval_latency(settings: Settings, queries: list[str]) -> dict:
     }
 
 
+def service_startup(env: dict[str, str], work: Path, queries: list[str], runs: int = 3) -> dict:
+    """``python -m app`` on the store just built (extractive answers: the LLM's load is measured by
+    bench.startup): process start to ``/health`` ready, and its RSS when ready and after searches.
+    The BM25 index is loaded (memory-mapped), never built, by the service."""
+    import httpx
+
+    from bench.processes import service
+
+    starts, ready_rss, after_rss, lexical = [], [], [], None
+    for run in range(runs):
+        t = time.perf_counter()
+        with service(
+            {**env, "PAPERQA_LLM_BACKEND": "extractive"}, log_path=work / f"service-{run}.log", hermetic=True
+        ) as process:
+            starts.append(time.perf_counter() - t)
+            ready_rss.append(process.rss_mib() or 0.0)
+            with httpx.Client(base_url=process.url, timeout=60) as http:
+                lexical = http.get("/health").json().get("lexical_index")
+                for query in queries[:40]:
+                    http.get("/search", params={"q": query})
+            after_rss.append(process.rss_mib() or 0.0)
+    return {
+        "ready_s": [round(x, 2) for x in starts],
+        "ready_s_median": round(sorted(starts)[len(starts) // 2], 2),
+        "rss_ready_mib": [round(x) for x in ready_rss],
+        "rss_after_40_searches_mib": [round(x) for x in after_rss],
+        "lexical_index": lexical,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     offline.configure()  # before chromadb / transformers are first imported
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__)
@@ -231,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         queries = [q.question for q in load_questions("dev")] * 2
         latency = retrieval_latency(settings, queries)
         print(latency)
+        startup = service_startup(env, work, queries)
+        print(startup)
     finally:
         if server is not None:
             server.stop()
@@ -244,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             "ingest": ingest_stats,
             "disk_mib": round(dir_size_mib(store)),
             "retrieval": latency,
+            "service": startup,
         },
         f"{COMMAND} --papers {args.papers}"
         + (" --server" if args.server else "")

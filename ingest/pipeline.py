@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
+from app.core import lexicon
 from app.core.errors import IngestError, UnreadableFile
 from app.core.records import Paper, ParseIssue
 from app.core.settings import Settings
@@ -48,6 +50,7 @@ class IngestSummary:
     issues: list[str] = field(default_factory=list)
     chunks: int = 0
     seconds: float = 0.0
+    lexical: str = ""
 
     @property
     def papers(self) -> int:
@@ -60,6 +63,8 @@ class IngestSummary:
             f"duplicate entries {self.duplicates}, chunks written {self.chunks}, "
             f"{self.seconds:.1f} s",
         ]
+        if self.lexical:
+            lines.append(self.lexical)
         if self.conflicts:
             lines.append(f"{len(self.conflicts)} title(s) seen with different abstracts (first kept):")
             lines.extend(f"  {c}" for c in self.conflicts[:20])
@@ -148,6 +153,7 @@ def ingest(
     client = client or make_client(settings)
     if reset:
         delete_collections(client, settings.collection)
+        lexicon.remove(settings, settings.collection)
     chunks_col, papers_col = get_collections(
         client, settings.collection, create_with=layout_metadata(settings)
     )
@@ -173,6 +179,7 @@ def ingest(
 
     bar = tqdm(desc="papers", unit="paper", disable=not progress)
     papers = dedupe(_records_from(files, fmt, ReadLimits.from_settings(settings), summary), summary)
+    writing = False
     for batch in _batched(papers, PAPERS_PER_BATCH):
         bar.update(len(batch))
         todo = [p for p in batch if stored_hash.get(p.id) != p.content_hash]
@@ -180,6 +187,9 @@ def ingest(
         todo = [p for p in todo if _chunkable(p, tools.count_tokens, settings.chunk_size, summary)]
         if not todo:
             continue
+        if not writing:  # readers keep the last complete BM25 index and see it updating
+            lexicon.mark_writing(chunks_col)
+            writing = True
         summary.chunks += _write_batch(todo, tools.splitter, embedder(), chunks_col, papers_col, max_batch)
         for paper in todo:
             if paper.id in stored_hash:
@@ -187,8 +197,23 @@ def ingest(
             else:
                 summary.new += 1
     bar.close()
+    summary.lexical = finish_lexical_index(settings, chunks_col, changed=writing)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def finish_lexical_index(settings: Settings, chunks_col: Any, changed: bool) -> str:
+    """Rebuild the persisted BM25 index when the store changed or the index does not match it
+    (missing, stale, or left updating by a killed run); say what was done."""
+    state, running = lexicon.store_state(chunks_col)
+    status = lexicon.status_of(lexicon.current(settings, settings.collection), state, running)
+    if not changed and status.status == "ok":
+        return f"BM25 index up to date ({status.version})"
+    pointer = lexicon.rebuild(settings, chunks_col, settings.collection)
+    return (
+        f"BM25 index rebuilt: {pointer['chunks']} chunks in {pointer['build_seconds']} s "
+        f"({settings.lexical_dir / settings.collection})"
+    )
 
 
 class _ChunkTools:
@@ -224,12 +249,83 @@ def _chunkable(paper: Paper, count_tokens, chunk_size: int, summary: IngestSumma
     return True
 
 
-def _write_batch(todo: list[Paper], splitter, embed_model, chunks_col, papers_col, max_batch: int) -> int:
-    from ingest.chunking import chunk_paper, embed_text
+# --- shared with ingest.distributed (embedding on Ray): the same steps as ingest(), one function each
 
-    nodes_by_paper = {paper.id: chunk_paper(paper, splitter) for paper in todo}
-    nodes = [node for paper_nodes in nodes_by_paper.values() for node in paper_nodes]
-    vectors = embed_model.get_text_embedding_batch([embed_text(n) for n in nodes])
+
+def _open_store(settings: Settings, client: Any, reset: bool) -> tuple[Any, Any, dict[str, str | None]]:
+    """The chunk and paper collections, created or checked (deleted first on ``reset``), and the
+    content hash of every stored paper: what ingest() does before it reads the corpus."""
+    if reset:
+        delete_collections(client, settings.collection)
+        lexicon.remove(settings, settings.collection)
+    chunks_col, papers_col = get_collections(
+        client, settings.collection, create_with=layout_metadata(settings)
+    )
+    check_layout(chunks_col, settings, writing=True)
+    apply_search_config(chunks_col, settings)
+    stored_hash = {
+        rec["id"]: (rec["metadatas"] or {}).get("content_hash")
+        for rec in iter_records(papers_col, include=["metadatas"])
+    }
+    return chunks_col, papers_col, stored_hash
+
+
+def _to_write(
+    batch: list[Paper],
+    stored_hash: dict[str, str | None],
+    count_tokens: Callable[[str], list[int]],
+    chunk_size: int,
+    summary: IngestSummary,
+) -> list[Paper]:
+    """The papers of ``batch`` to write (new or changed, and chunkable); the others are counted
+    (unchanged) or reported (title too long)."""
+    todo = [p for p in batch if stored_hash.get(p.id) != p.content_hash]
+    summary.unchanged += len(batch) - len(todo)
+    return [p for p in todo if _chunkable(p, count_tokens, chunk_size, summary)]
+
+
+def _count_written(todo: list[Paper], stored_hash: dict[str, str | None], summary: IngestSummary) -> None:
+    for paper in todo:
+        if paper.id in stored_hash:
+            summary.updated += 1
+        else:
+            summary.new += 1
+
+
+@dataclass
+class _ChunkedBatch:
+    """A batch of papers to write and their chunks (LlamaIndex ``TextNode``s), paper by paper."""
+
+    papers: list[Paper]
+    nodes_by_paper: dict[str, list[Any]]
+
+    @property
+    def nodes(self) -> list[Any]:
+        return [node for paper_nodes in self.nodes_by_paper.values() for node in paper_nodes]
+
+    def texts(self) -> list[str]:
+        """What is embedded for each chunk, in :attr:`nodes` order."""
+        from ingest.chunking import embed_text
+
+        return [embed_text(node) for node in self.nodes]
+
+
+def _chunk_batch(todo: list[Paper], splitter) -> _ChunkedBatch:
+    from ingest.chunking import chunk_paper
+
+    return _ChunkedBatch(todo, {paper.id: chunk_paper(paper, splitter) for paper in todo})
+
+
+def _write_batch(todo: list[Paper], splitter, embed_model, chunks_col, papers_col, max_batch: int) -> int:
+    batch = _chunk_batch(todo, splitter)
+    vectors = embed_model.get_text_embedding_batch(batch.texts())
+    return _store_batch(batch, vectors, chunks_col, papers_col, max_batch)
+
+
+def _store_batch(batch: _ChunkedBatch, vectors, chunks_col, papers_col, max_batch: int) -> int:
+    """Write a batch whose chunks are embedded (``vectors`` in :attr:`_ChunkedBatch.nodes` order):
+    its chunks, then its paper records, then the sweep of their stale chunks (module docstring)."""
+    todo, nodes_by_paper, nodes = batch.papers, batch.nodes_by_paper, batch.nodes
     vector_of = {node.id_: vector for node, vector in zip(nodes, vectors, strict=True)}
 
     for start in range(0, len(nodes), max_batch):

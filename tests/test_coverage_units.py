@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from app.retrieval.coverage import Coverage, CoverageModel, decide
-from app.retrieval.names import (
+from app.core.names import (
     NameIndex,
     NameMatch,
     asks_about,
@@ -17,6 +16,7 @@ from app.retrieval.names import (
     question_keys,
     title_names,
 )
+from app.retrieval.coverage import Coverage, CoverageModel, decide
 from app.retrieval.types import CoverageSignals
 
 TITLES = {

@@ -76,7 +76,7 @@ def test_type_mix_is_as_documented(name: str, question_sets) -> None:
 def test_named_questions_name_their_gold_papers(question_sets) -> None:
     """Every named question's gold papers are those whose titles give the name (up to case,
     hyphens and spaces), and no paper is named in both dev and test."""
-    from app.retrieval.names import QUESTION_WORDS, name_key, question_keys
+    from app.core.names import QUESTION_WORDS, name_key, question_keys
 
     named = {name: [q for q in question_sets[name] if q.type == "named"] for name in SETS}
     for questions in named.values():

@@ -285,7 +285,7 @@ SOURCES = [(LINFORMER, LINFORMER_ABSTRACT), (REPQ, REPQ_ABSTRACT), (TWIN, TWIN_A
 
 def paper_names():
     from app.answering.claims import PaperNames
-    from app.retrieval.names import NameIndex
+    from app.core.names import NameIndex
 
     return PaperNames.of(NameIndex.build(CORPUS_TITLES), [t for t, _ in SOURCES], [a for _, a in SOURCES])
 
@@ -385,7 +385,7 @@ def test_the_answers_claim_check_removes_and_counts_each_named_sentence() -> Non
     sentence naming what it does not cite fails, with its reason; the others do not."""
     from app.answering.evidence import PaperEvidence, Sentence
     from app.answering.pipeline import NamedClaimChecker
-    from app.retrieval.names import NameIndex
+    from app.core.names import NameIndex
     from tests.fakes import hashed_vector
 
     def evidence(paper_id: str, title: str, abstract: str) -> PaperEvidence:

@@ -14,7 +14,7 @@ each of its sentences is checked against the papers it cites (their title and wh
 
 And, in the service (:class:`app.answering.pipeline.NamedClaimChecker`, checked between 1 and 2):
 it names no paper but the ones it cites (:func:`names_verdict`). A name is a corpus paper's name
-(the :class:`~app.retrieval.names.NameIndex` of every title: "Linformer", "linformer", "Swin V2"),
+(the :class:`~app.core.names.NameIndex` of every title: "Linformer", "linformer", "Swin V2"),
 a retrieved source's title in any case, a run of capitalised words that reads as a title
 ("Attention Is All You Need", "Quantum Banana Transformers"), or "X et al.", plain, quoted or
 emphasised; it passes when a cited paper's title or abstract holds it (so an evidence sentence
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from app.answering.citations import foreign_titles, match_title
+from app.core.names import NameIndex, looks_like_a_name, name_key
 from app.core.records import normalize_title
 from app.core.text import sentence_spans
-from app.retrieval.names import NameIndex, looks_like_a_name, name_key
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
@@ -195,7 +195,7 @@ MAX_NAME_WORDS = 4  # corpus names are looked up as runs of up to this many word
 @dataclass(frozen=True)
 class PaperNames:
     """What names a paper in an answer: the names the corpus's titles give their papers
-    (:class:`app.retrieval.names.NameIndex`, case and spacing folded), the retrieved sources' titles,
+    (:class:`app.core.names.NameIndex`, case and spacing folded), the retrieved sources' titles,
     and the title-like spans the sources' own text quotes but that name no source (what a planted
     instruction would have the model cite: :func:`app.answering.citations.foreign_titles`)."""
 
@@ -211,7 +211,7 @@ class PaperNames:
 
 @lru_cache(maxsize=256)
 def _word_keys(text: str) -> tuple[str, ...]:
-    """The words of ``text`` as :func:`~app.retrieval.names.name_key` folds them."""
+    """The words of ``text`` as :func:`~app.core.names.name_key` folds them."""
     return tuple(key for word in normalize_title(text).split() if (key := name_key(word)))
 
 

@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from app.core.names import looks_like_a_name
 from app.core.settings import Settings
 from app.core.text import sentence_spans
-from app.retrieval.names import looks_like_a_name
 from app.retrieval.types import PaperHit
 
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\s?%)?")

@@ -45,10 +45,10 @@ from app.answering.types import (
     UnsupportedSentence,
 )
 from app.core.errors import LLMError
+from app.core.names import NameIndex
 from app.core.settings import RetrievalMode, Settings
 from app.core.store import store_errors
 from app.retrieval.coverage import Coverage, CoverageModel, coverage_of, suggestions_for
-from app.retrieval.names import NameIndex
 from app.retrieval.queries import Turn
 from app.retrieval.search import PaperRetriever
 from app.retrieval.types import RetrievalResult

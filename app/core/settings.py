@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     store_max_concurrency: int = Field(8, ge=1, le=256)
     store_queue_wait_s: float = Field(0.5, ge=0)
     hnsw_ef_search: int = Field(300, ge=10, le=5000)
+    # The BM25 index ingestion builds; default: beside the embedded store (<chroma_path>-bm25).
+    lexical_path: Path | None = None
 
     # --- embeddings and chunking -----------------------------------------------------------
     embed_model_path: str = ""
@@ -152,6 +154,21 @@ class Settings(BaseSettings):
                     f"{entry!r} is not an IP address or network (e.g. 10.0.0.1, 10.0.0.0/8)"
                 ) from None
         return value
+
+    @field_validator("lexical_path", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("lexical_path", mode="after")
+    @classmethod
+    def _anchor_optional(cls, value: Path | None) -> Path | None:
+        return None if value is None else (value if value.is_absolute() else PROJECT_ROOT / value)
+
+    @property
+    def lexical_dir(self) -> Path:
+        """Where the BM25 index lives (``PAPERQA_LEXICAL_PATH``, else beside the embedded store)."""
+        return self.lexical_path or self.chroma_path.with_name(self.chroma_path.name + "-bm25")
 
     @field_validator("chroma_path", "prompts_dir", "model_cache_dir", mode="after")
     @classmethod

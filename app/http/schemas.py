@@ -312,6 +312,16 @@ class SearchResponse(BaseModel):
     results: list[SearchHit]
 
 
+class LexicalIndexHealth(BaseModel):
+    """The persisted BM25 index against the store: ``ok``; ``updating`` (an ingestion run is
+    changing the store, or was stopped before it finished: the last complete index is used);
+    ``stale`` or ``missing`` (not used: searches are dense-only until `python -m ingest` builds it)."""
+
+    status: Literal["ok", "updating", "stale", "missing"]
+    detail: str
+    version: str | None = None
+
+
 class Health(BaseModel):
     ready: bool
     papers: int | None = None
@@ -321,6 +331,7 @@ class Health(BaseModel):
     llm_model: str | None = None
     collection: str | None = None
     store: Literal["embedded", "server"] | None = None
+    lexical_index: LexicalIndexHealth | None = None
 
 
 class ErrorBody(BaseModel):

@@ -1,25 +1,28 @@
-"""The BM25 side: LlamaIndex's ``BM25Retriever`` (bm25s) over every chunk of the store, plus what
-the coverage decision reads from the same index (:meth:`LexicalIndex.term_evidence`) and the
-names the titles give their papers (:class:`~app.retrieval.names.NameIndex`).
+"""The BM25 side: the index ingestion persisted (:mod:`app.core.lexicon`, memory-mapped), searched
+with bm25s exactly as LlamaIndex's ``BM25Retriever`` would, the chunks it finds read back from the
+store; plus what the coverage decision reads from the same index (:meth:`LexicalIndex.term_evidence`)
+and the names the titles give their papers (:class:`~app.core.names.NameIndex`, persisted with it).
 
-Built from the chunks the store holds (text and metadata), rebuilt when the store changes
-(:mod:`app.retrieval.refresh`); searches keep using the old index while a new one is built.
+Nothing here builds the index: a service instance loads it at start and reloads it when ingestion
+swaps in a new one (:mod:`app.retrieval.refresh`). An index that does not match the store is not
+used, and ``/health`` says why (:attr:`LexicalIndex.status`).
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from llama_index.core.retrievers import BaseRetriever
-from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
+from llama_index.core.schema import NodeWithScore, QueryBundle
 
+from app.core import lexicon
 from app.core.chunks import stored_chunk_node
-from app.core.store import iter_records
-from app.retrieval.names import NameIndex
+from app.core.names import NameIndex
+from app.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -41,97 +44,112 @@ class TermEvidence:
     bm25: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class _Built:
-    retriever: Any  # llama_index BM25Retriever, or None for an empty store
-    rows_by_paper: dict[str, list[int]]
-    names: NameIndex
-    n_chunks: int
-    n_papers: int
-
-
 def _idf(df: int, n_docs: int) -> float:
     """BM25's (Lucene) inverse document frequency."""
     return math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
 
 
-class LexicalIndex:
-    """Thread-safe: bm25s keeps per-call state on its retriever, so searches take a lock."""
+StateReader = Callable[[], tuple[str | None, str | None]]
 
-    def __init__(self, collection: Any) -> None:
+
+class LexicalIndex:
+    """Thread-safe: bm25s keeps per-call state while scoring, so searches take a lock."""
+
+    def __init__(self, settings: Settings, collection: Any, read_state: StateReader | None = None) -> None:
+        self._settings = settings
         self._collection = collection
+        self._read_state = read_state or (lambda: lexicon.store_state(collection))
         self._lock = threading.Lock()
-        self._built = _Built(None, {}, NameIndex(), 0, 0)
+        self._stem = lexicon.stemmer()
+        self._loaded: lexicon.Loaded | None = None
+        self.status = lexicon.Status("missing", "not loaded yet")
         self.reload()
 
     @property
     def n_chunks(self) -> int:
-        return self._built.n_chunks
+        return len(self._loaded.chunk_ids) if self._loaded else 0
 
     @property
     def n_papers(self) -> int:
-        return self._built.n_papers
+        return len(self._loaded.rows_by_paper) if self._loaded else 0
 
     @property
     def names(self) -> NameIndex:
-        return self._built.names
+        return self._loaded.names if self._loaded else NameIndex()
+
+    @property
+    def version(self) -> str | None:
+        return self._loaded.version if self._loaded else None
+
+    def check(self) -> lexicon.Status:
+        """How the persisted index stands against the store now (cheap: a file and the metadata)."""
+        state, writing = self._read_state()
+        return lexicon.status_of(lexicon.current(self._settings, self._settings.collection), state, writing)
 
     def reload(self) -> int:
-        """Rebuild from the store; the new index replaces the old one at once. Returns its chunks."""
-        from llama_index.retrievers.bm25 import BM25Retriever
+        """Load the persisted index when it matches the store and is not the one loaded already;
+        drop it when it does not match. Returns the chunks it holds."""
+        pointer = lexicon.current(self._settings, self._settings.collection)
+        state, writing = self._read_state()
+        status = lexicon.status_of(pointer, state, writing)
+        if not status.usable:
+            with self._lock:
+                self._loaded = None
+        elif pointer is not None and (self._loaded is None or self._loaded.version != pointer["version"]):
+            loaded = lexicon.load(self._settings, self._settings.collection, pointer)
+            with self._lock:
+                self._loaded = loaded
+        self.status = status
+        return self.n_chunks
 
-        nodes: list[BaseNode] = [
-            stored_chunk_node(record["id"], record["documents"] or "", record["metadatas"])
-            for record in iter_records(self._collection, include=["documents", "metadatas"])
-        ]
-        bm25 = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=10) if nodes else None
-        rows_by_paper: dict[str, list[int]] = {}
-        titles: dict[str, str] = {}
-        texts: dict[str, list[str]] = {}
-        for row, node in enumerate(nodes):
-            paper_id = str(node.metadata.get("paper_id", node.node_id))
-            rows_by_paper.setdefault(paper_id, []).append(row)
-            titles.setdefault(paper_id, str(node.metadata.get("title", "")))
-            texts.setdefault(paper_id, []).append(node.get_content())
-        names = NameIndex.build(titles, {pid: " ".join(parts) for pid, parts in texts.items()})
-        built = _Built(bm25, rows_by_paper, names, len(nodes), len(rows_by_paper))
-        with self._lock:
-            self._built = built
-        return built.n_chunks
+    def _chunks(self, ids: Sequence[str]) -> dict[str, Any]:
+        """The stored chunks of ``ids`` as nodes (one store call)."""
+        if not ids:
+            return {}
+        got = self._collection.get(ids=list(ids), include=["documents", "metadatas"])
+        return {
+            chunk_id: stored_chunk_node(chunk_id, document or "", metadata)
+            for chunk_id, document, metadata in zip(
+                got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False
+            )
+        }
 
     def search(self, query: str, k: int) -> list[NodeWithScore]:
         """The ``k`` best chunks with a positive BM25 score."""
+        loaded = self._loaded
+        if loaded is None or loaded.bm25 is None or not query.strip():
+            return []
+        tokens = lexicon.tokenize_query(query, self._stem)
         with self._lock:
-            built = self._built
-            if built.retriever is None or not query.strip():
-                return []
-            built.retriever.similarity_top_k = max(1, min(k, built.n_chunks))
-            hits = built.retriever.retrieve(QueryBundle(query_str=query))
-        return [h for h in hits if (h.score or 0.0) > 0.0]
+            rows, scores = loaded.bm25.retrieve(
+                tokens, k=max(1, min(k, len(loaded.chunk_ids))), show_progress=False, n_threads=1
+            )
+        found = [
+            (loaded.chunk_ids[int(r)], float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0
+        ]
+        nodes = self._chunks([chunk_id for chunk_id, _ in found])
+        return [NodeWithScore(node=nodes[c], score=score) for c, score in found if c in nodes]
 
     def first_chunk(self, paper_id: str) -> Any:
         """The first stored chunk of a paper as a node (for a named paper retrieval missed), or None."""
-        built = self._built
-        rows = built.rows_by_paper.get(paper_id)
-        if built.retriever is None or not rows:
+        loaded = self._loaded
+        rows = loaded.rows_by_paper.get(paper_id) if loaded else None
+        if loaded is None or not rows:
             return None
-        from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
-        node = metadata_dict_to_node(built.retriever.corpus[rows[0]])
-        return stored_chunk_node(node.node_id, node.get_content(), node.metadata)
+        chunk_id = loaded.chunk_ids[rows[0]]
+        return self._chunks([chunk_id]).get(chunk_id)
 
     def term_evidence(self, query: str, paper_ids: Sequence[str]) -> TermEvidence:
         """See :class:`TermEvidence`. Cheap: reads only the postings of the question's terms."""
         import bm25s
         import numpy as np
 
-        built = self._built
-        if built.retriever is None:
+        loaded = self._loaded
+        if loaded is None or loaded.bm25 is None:
             return TermEvidence()
-        retriever = built.retriever
-        index = retriever.bm25
+        index = loaded.bm25
         tokens = bm25s.tokenize(
-            query, stopwords="en", stemmer=retriever.stemmer, return_ids=False, show_progress=False
+            query, stopwords="en", stemmer=self._stem, return_ids=False, show_progress=False
         )[0]
         terms = tuple(dict.fromkeys(t for t in tokens if t))
         if not terms:
@@ -155,7 +173,7 @@ class LexicalIndex:
         share: dict[str, float] = {}
         best: dict[str, float] = {}
         for paper_id in paper_ids:
-            rows = built.rows_by_paper.get(paper_id)
+            rows = loaded.rows_by_paper.get(paper_id)
             if not rows:
                 continue
             row_array = np.asarray(rows)
@@ -171,23 +189,22 @@ class LexicalIndex:
         """BM25's terms of ``text``: stopwords dropped, stemmed."""
         import bm25s
 
-        built = self._built
-        if built.retriever is None:
+        if self._loaded is None:
             return []
         return [
             t
             for t in bm25s.tokenize(
-                text, stopwords="en", stemmer=built.retriever.stemmer, return_ids=False, show_progress=False
+                text, stopwords="en", stemmer=self._stem, return_ids=False, show_progress=False
             )[0]
             if t
         ]
 
     def idf(self, token: str) -> float:
         """BM25's IDF of a term; a term no chunk holds gets the highest there is."""
-        built = self._built
-        if built.retriever is None:
+        loaded = self._loaded
+        if loaded is None or loaded.bm25 is None:
             return 0.0
-        index = built.retriever.bm25
+        index = loaded.bm25
         n_docs = int(index.scores["num_docs"])
         indptr = index.scores["indptr"]
         tid = index.vocab_dict.get(token)

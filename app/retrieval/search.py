@@ -19,11 +19,11 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from app.core.chunks import PUBLIC_METADATA, stored_chunk_node
+from app.core.names import asks_about
 from app.core.settings import RetrievalMode, Settings
 from app.retrieval.coverage import CoverageSignals
 from app.retrieval.fusion import cosine_from_chroma, group_by_paper, rrf
 from app.retrieval.lexical import LexicalIndex
-from app.retrieval.names import asks_about
 from app.retrieval.types import PaperHit, Passage, RetrievalResult
 
 LLAMA_INDEX_RRF_K = 60  # the k QueryFusionRetriever's reciprocal rank fusion uses
@@ -92,7 +92,7 @@ class PaperRetriever(BaseRetriever):
         self._collection = chunks_collection
         store = ChromaVectorStore(chroma_collection=chunks_collection)
         self._index = VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
-        self.lexical = lexical if lexical is not None else LexicalIndex(chunks_collection)
+        self.lexical = lexical if lexical is not None else LexicalIndex(settings, chunks_collection)
 
     @property
     def embed_model(self) -> Any:
@@ -108,12 +108,15 @@ class PaperRetriever(BaseRetriever):
         return self.lexical.n_papers
 
     def reload_bm25(self) -> int:
-        """Rebuild the BM25 side from the store (the dense side queries Chroma: nothing to do)."""
+        """Load the BM25 index ingestion persisted, if it changed (the dense side queries Chroma:
+        nothing to do). Never builds it."""
         return self.lexical.reload()
 
-    def stored_chunks(self) -> int:
-        """How many chunks the store holds now (cheap: one count). Blocking."""
-        return int(self._collection.count())
+    def bm25_changed(self) -> bool:
+        """Whether the persisted index or its match with the store changed since the last load
+        (cheap: a small file and the collection's metadata). Blocking."""
+        status = self.lexical.check()
+        return status != self.lexical.status or (status.usable and status.version != self.lexical.version)
 
     # --- LlamaIndex ------------------------------------------------------------------------------
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
@@ -198,7 +201,7 @@ class PaperRetriever(BaseRetriever):
 
     def named_papers(self, queries: Sequence[str]) -> list[str]:
         """The papers the question asks for by name ("What is Linformer?"), in match order; a name
-        merely mentioned among other things does not count (:func:`app.retrieval.names.asks_about`)."""
+        merely mentioned among other things does not count (:func:`app.core.names.asks_about`)."""
         if not self._settings.coverage_names:
             return []
         found: list[str] = []

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from app.core.settings import Settings
 from app.core.store import heartbeat, where
-from app.http.schemas import Health
+from app.http.schemas import Health, LexicalIndexHealth
 from app.services import Services
 
 router = APIRouter(tags=["health"])
@@ -60,6 +60,11 @@ async def _checked(services: Services, settings: Settings) -> Probe:
         )
 
 
+def _lexical(services: Services) -> LexicalIndexHealth:
+    status = services.retriever.lexical.status
+    return LexicalIndexHealth(status=status.status, detail=status.detail, version=status.version)
+
+
 @router.head("/health", include_in_schema=False)
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(request: Request) -> JSONResponse:
@@ -80,5 +85,6 @@ async def health(request: Request) -> JSONResponse:
         llm_model=services.backend.model if services.backend is not None else None,
         collection=settings.collection,
         store="server" if settings.uses_chroma_server else "embedded",
+        lexical_index=_lexical(services),
     )
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)

@@ -1,0 +1,179 @@
+"""The BM25 index built by ingestion and persisted beside the store (issue 14, part 1; fast tier:
+the real ingestion and pipeline over a small store with the hashing embedder).
+
+- persistence: ingestion writes it; a service loads it (memory-mapped) and ranks exactly as
+  LlamaIndex's ``BM25Retriever`` built in memory over the same chunks did before;
+- nothing builds BM25 at service start;
+- reload: papers ingested while a service runs are found once the run has swapped in its index;
+- mismatch: a missing or stale index is never used and ``/health`` says why; a run killed before
+  it finished leaves the last complete index in use, reported as updating, and the next run fixes it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.core import lexicon
+from app.core.chunks import stored_chunk_node
+from app.core.store import get_collections, iter_records, make_client
+from app.http.app import create_app
+from app.retrieval.lexical import LexicalIndex
+from app.services import build_services
+from ingest.pipeline import ingest
+from tests.corpus_tools import real_papers, write_jsonl
+from tests.fakes import HashingEmbedding, count_words
+from tests.helpers import app_client
+
+QUERIES = [
+    "post-training quantization of vision transformers",
+    "calibration set eight-bit weights",
+    "linear attention complexity",
+    "masked autoencoder",
+    "nothing of the sort xyzzy",
+]
+
+
+def ingest_into(settings: Any, papers: list[dict[str, Any]], path: Path) -> Any:
+    write_jsonl(path, papers)
+    return ingest(settings, [path], progress=False, embed_model=HashingEmbedding(), count_tokens=count_words)
+
+
+def papers(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"id": p.id, "title": p.title, "abstract": p.abstract} for p in real_papers()[start : start + n]]
+
+
+@pytest.fixture
+def store(settings_factory: Any, tmp_path: Path) -> Any:
+    settings = settings_factory(collection="lexicon", embed_model_path="hashing")
+    ingest_into(settings, papers(40), tmp_path / "first.jsonl")
+    return settings
+
+
+def chunks_of(settings: Any) -> Any:
+    return get_collections(make_client(settings), settings.collection)[0]
+
+
+def test_ingestion_persists_the_index_beside_the_store(store: Any) -> None:
+    root = store.lexical_dir / store.collection
+    pointer = lexicon.current(store, store.collection)
+    assert pointer is not None and (root / pointer["version"] / "rows.json").is_file()
+    assert store.lexical_dir == store.chroma_path.with_name("chroma-bm25")
+    state, writing = lexicon.store_state(chunks_of(store))
+    assert state == pointer["state"] and writing is None
+    assert not list((root / pointer["version"]).glob("corpus*")), "chunk texts stay in Chroma"
+
+
+def test_the_loaded_index_ranks_as_llamaindex_did(store: Any) -> None:
+    """Same chunks, same scores, same order as LlamaIndex's BM25Retriever over the stored chunks."""
+    from llama_index.core.schema import QueryBundle
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    chunks = chunks_of(store)
+    nodes = [
+        stored_chunk_node(r["id"], r["documents"] or "", r["metadatas"])
+        for r in iter_records(chunks, include=["documents", "metadatas"])
+    ]
+    reference = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=8)
+    index = LexicalIndex(store, chunks)
+    assert index.status.status == "ok" and index.n_chunks == len(nodes)
+    for query in QUERIES:
+        expected = [
+            (h.node.node_id, round(h.score or 0.0, 5)) for h in reference.retrieve(QueryBundle(query))
+        ]
+        expected = [e for e in expected if e[1] > 0]
+        got = [(h.node.node_id, round(h.score or 0.0, 5)) for h in index.search(query, 8)]
+        assert got == expected, query
+        assert all(h.node.get_content() for h in index.search(query, 8))
+
+
+def test_nothing_builds_bm25_at_service_start(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bm25s
+
+    def forbidden(*_: Any, **__: Any) -> None:
+        raise AssertionError("the service built a BM25 index")
+
+    monkeypatch.setattr(bm25s.BM25, "index", forbidden)
+    services = build_services(store, embed_model=HashingEmbedding(), load_llm=False)
+    assert services.retriever.lexical.status.status == "ok"
+    assert services.retriever.search(["quantization of vision transformers"], "bm25", 5).hits
+
+
+def test_a_new_run_is_picked_up_by_a_running_instance(store: Any, tmp_path: Path) -> None:
+    index = LexicalIndex(store, chunks_of(store), read_state=lambda: lexicon.store_state(chunks_of(store)))
+    before, version = index.n_chunks, index.version
+    extra = papers(10, start=200)
+    ingest_into(store, extra, tmp_path / "more.jsonl")
+    assert index.check().version != version, "the new index is seen"
+    # Until it reloads, the old (memory-mapped) version still answers though its folder is gone.
+    assert not (store.lexical_dir / store.collection / str(version)).exists()
+    assert index.search("vision transformers", 3)
+    assert index.reload() > before
+    found = {h.node.metadata["paper_id"] for h in index.search(extra[0]["title"], 5)}
+    assert extra[0]["id"] in found
+
+
+def test_a_missing_index_is_reported_and_not_used(store: Any) -> None:
+    shutil.rmtree(store.lexical_dir)
+    index = LexicalIndex(store, chunks_of(store))
+    assert index.status.status == "missing" and "python -m ingest" in index.status.detail
+    assert index.search("vision transformers", 5) == [] and index.n_chunks == 0
+
+
+def test_an_index_of_another_state_is_reported_stale_and_not_used(store: Any) -> None:
+    lexicon.mark_state(chunks_of(store), "someone-else")
+    index = LexicalIndex(store, chunks_of(store))
+    assert index.status.status == "stale" and index.search("vision transformers", 5) == []
+
+
+async def test_health_reports_a_stale_index_and_search_goes_on_dense(store: Any) -> None:
+    lexicon.mark_state(chunks_of(store), "someone-else")
+    services = build_services(store, embed_model=HashingEmbedding(), load_llm=False)
+    async with app_client(create_app(services=services)) as client:
+        health = (await client.get("/health")).json()
+        search = await client.get("/search", params={"q": "quantization of vision transformers"})
+    assert (
+        health["lexical_index"]["status"] == "stale"
+        and "python -m ingest" in health["lexical_index"]["detail"]
+    )
+    assert search.status_code == 200 and search.json()["results"]
+
+
+def test_a_run_killed_midway_leaves_the_last_index_in_use_until_the_next_run(
+    store: Any, tmp_path: Path
+) -> None:
+    chunks = chunks_of(store)
+    version = lexicon.current(store, store.collection)["version"]
+    lexicon.mark_writing(chunks)  # what a run does before its first write; killed right after
+    index = LexicalIndex(store, chunks_of(store))
+    assert index.status.status == "updating" and index.version == version
+    assert index.search("vision transformers", 3), "the last complete index is still used"
+    summary = ingest_into(store, papers(40), tmp_path / "again.jsonl")  # nothing new to write
+    assert summary.new == 0 and "rebuilt" in summary.lexical
+    assert LexicalIndex(store, chunks_of(store)).status.status == "ok"
+
+
+def test_if_missing_builds_the_index_of_an_existing_store(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store built before the index was persisted: `make run` (python -m ingest --if-missing)
+    builds it without re-ingesting."""
+    from ingest.__main__ import _has_papers
+
+    shutil.rmtree(store.lexical_dir)
+    assert _has_papers(store)
+    assert lexicon.current(store, store.collection) is not None
+    assert LexicalIndex(store, chunks_of(store)).status.status == "ok"
+
+
+def test_status_of_is_pure() -> None:
+    pointer = {"version": "v-1", "state": "s1", "chunks": 3, "built_at": "t"}
+    assert lexicon.status_of(None, "s1", None).status == "missing"
+    assert lexicon.status_of(pointer, "s1", None).status == "ok"
+    assert lexicon.status_of(pointer, "s2", None).status == "stale"
+    assert lexicon.status_of(pointer, None, None).status == "stale"
+    assert lexicon.status_of(pointer, "s1", "run-7").status == "updating"
+    assert lexicon.status_of(pointer, "s2", "run-7").status == "stale"
