@@ -164,6 +164,7 @@ def test_killed_ingest_leaves_a_consistent_store(
         env = clean_env(
             PAPERQA_CHROMA_HOST=host,
             PAPERQA_CHROMA_PORT=str(port),
+            PAPERQA_CHROMA_PATH=str(tmp_path / "unused"),  # the BM25 index goes beside it
             PAPERQA_COLLECTION=collection,
             PYTHONPATH=str(project_dir),
         )

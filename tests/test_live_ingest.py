@@ -67,6 +67,8 @@ def test_search_keeps_working_during_ingest_and_finds_new_papers(
     env = clean_env(
         PAPERQA_CHROMA_HOST=host,
         PAPERQA_CHROMA_PORT=str(port),
+        # The service's settings: the BM25 index the run writes is where the service reads it.
+        PAPERQA_CHROMA_PATH=str(tmp_path / "unused"),
         PAPERQA_COLLECTION=collection,
         PYTHONPATH=str(project_dir),
     )
@@ -154,8 +156,9 @@ def test_refresh_off_keeps_the_start_index(chroma_server, tmp_path, embed_model,
             progress=False,
         )
         time.sleep(2.0)
-        assert services.retriever.n_papers == 5
-    assert services.retriever.reload_bm25() == services.retriever.stored_chunks()
+        assert services.retriever.n_papers == 5, "refresh is off: the start index stays"
+        assert services.retriever.bm25_changed(), "but the new index is there to load"
+    assert services.retriever.reload_bm25() == services.chunks.count()
     assert services.retriever.n_papers == 6
 
 
