@@ -41,7 +41,7 @@ $(LLAMA_WHEEL_STAMP): | $(PY)
 
 $(STAMP): pyproject.toml Makefile $(LLAMA_WHEEL_STAMP) | $(PY)
 	$(PIP) install --progress-bar off --force-reinstall --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
-	$(PIP) install --progress-bar off -e ".[dev]"
+	$(PIP) install --progress-bar off -e ".[dev,ray]"
 	touch $(STAMP)
 
 index: install

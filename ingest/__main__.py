@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=int,
-        help="with --ray: embedding workers (default: 2 for a local Ray, one per node of a cluster)",
+        help="with --ray: embedding workers (default: 2 for a local Ray, one per node with CPUs of a cluster)",
     )
     return parser
 

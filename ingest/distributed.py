@@ -116,13 +116,14 @@ class BatchWritten:
     """What :func:`ingest_on_ray` tells ``on_batch`` after each batch is written."""
 
     number: int  # 1, 2, ... in the order of writing
+    batch: int  # 1, 2, ... in the order of reading (of the batches with papers to write)
     worker: int  # index of the actor that embedded it
     pid: int  # its process
     paper_ids: list[str]
     chunks: int
     embed_s: float
     write_s: float
-    worker_in_flight: int  # batches still submitted to that worker and not written
+    worker_pending: list[int]  # batches (``batch`` numbers) submitted to that worker, not yet written
 
 
 @dataclass
@@ -161,6 +162,7 @@ class RayIngestSummary(IngestSummary):
 class _Job:
     batch: _ChunkedBatch
     texts: list[str]
+    number: int = 0
     worker: int = -1
     attempts: int = 0
 
@@ -198,8 +200,11 @@ class _Workers:
                     f"the local Ray listens on {node_ip}, not on the loopback interface only "
                     "(ray was imported before ingest.distributed configured it)"
                 )
-        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        # Nodes with a CPU to give (a head started with --num-cpus 0 only drives).
+        nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1]
         count = self.requested or (len(nodes) if self.address is not None else DEFAULT_LOCAL_WORKERS)
+        if count < 1:
+            raise IngestError("the Ray cluster has no node with a free CPU for an embedding worker")
         actor_class = ray.remote(EmbedWorker).options(
             num_cpus=1,
             max_restarts=ACTOR_MAX_RESTARTS,
@@ -268,7 +273,7 @@ def ingest_on_ray(
 
     ``address``: None starts a local Ray of ``workers`` CPUs (default 2) on 127.0.0.1, stopped at
     the end; otherwise ``ray.init(address=...)`` joins that cluster (``workers`` default: one per
-    node). A Ray already initialised in this process is used as it is and left running.
+    node that has a CPU; ONNX Runtime uses all of a node's cores). A Ray already initialised in this process is used as it is and left running.
     """
     started = time.perf_counter()
     ray = import_ray(local=address is None)
@@ -285,6 +290,7 @@ def ingest_on_ray(
     pending: dict[Any, _Job] = {}
     writing = False
     exhausted = False
+    submitted = 0
     bar = tqdm(desc="papers", unit="paper", disable=not progress)
     try:
         while True:
@@ -297,6 +303,8 @@ def ingest_on_ray(
                 elif job.batch.papers:
                     if not pool.actors:
                         pool.start(summary)
+                    submitted += 1
+                    job.number = submitted
                     pool.submit(job, pending)
             if not pending:
                 break
@@ -330,13 +338,14 @@ def ingest_on_ray(
                 on_batch(
                     BatchWritten(
                         number=summary.batches,
+                        batch=job.number,
                         worker=job.worker,
                         pid=pid,
                         paper_ids=[p.id for p in job.batch.papers],
                         chunks=len(vectors),
                         embed_s=embed_s,
                         write_s=write_s,
-                        worker_in_flight=pool.load[job.worker],
+                        worker_pending=sorted(j.number for j in pending.values() if j.worker == job.worker),
                     )
                 )
     finally:

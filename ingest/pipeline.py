@@ -151,19 +151,7 @@ def ingest(
     files = _input_files(paths or settings.corpus_paths, summary)
 
     client = client or make_client(settings)
-    if reset:
-        delete_collections(client, settings.collection)
-        lexicon.remove(settings, settings.collection)
-    chunks_col, papers_col = get_collections(
-        client, settings.collection, create_with=layout_metadata(settings)
-    )
-    check_layout(chunks_col, settings, writing=True)
-    apply_search_config(chunks_col, settings)
-
-    stored_hash = {
-        rec["id"]: (rec["metadatas"] or {}).get("content_hash")
-        for rec in iter_records(papers_col, include=["metadatas"])
-    }
+    chunks_col, papers_col, stored_hash = _open_store(settings, client, reset)
 
     tools = _ChunkTools(settings, count_tokens)
     max_batch = client.get_max_batch_size()
@@ -182,20 +170,14 @@ def ingest(
     writing = False
     for batch in _batched(papers, PAPERS_PER_BATCH):
         bar.update(len(batch))
-        todo = [p for p in batch if stored_hash.get(p.id) != p.content_hash]
-        summary.unchanged += len(batch) - len(todo)
-        todo = [p for p in todo if _chunkable(p, tools.count_tokens, settings.chunk_size, summary)]
+        todo = _to_write(batch, stored_hash, tools.count_tokens, settings.chunk_size, summary)
         if not todo:
             continue
         if not writing:  # readers keep the last complete BM25 index and see it updating
             lexicon.mark_writing(chunks_col)
             writing = True
         summary.chunks += _write_batch(todo, tools.splitter, embedder(), chunks_col, papers_col, max_batch)
-        for paper in todo:
-            if paper.id in stored_hash:
-                summary.updated += 1
-            else:
-                summary.new += 1
+        _count_written(todo, stored_hash, summary)
     bar.close()
     summary.lexical = finish_lexical_index(settings, chunks_col, changed=writing)
     summary.seconds = time.perf_counter() - started

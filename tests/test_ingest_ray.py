@@ -151,7 +151,18 @@ def test_ray_ingest_writes_the_store_plain_ingest_writes(
             assert got[kind][record_id][1] == metadata
             lowest = min(lowest, cosine(got[kind][record_id][2], vector))
     assert lowest >= MIN_COSINE, lowest
+    print(f"lowest cosine between the Ray and the plain vectors: {lowest:.5f}")
     assert_complete(on_ray, ids_of(records))
+    assert_bm25_matches(on_ray)
+
+
+def assert_bm25_matches(settings) -> None:
+    """The run left a persisted BM25 index that matches the store, as ingest() does."""
+    from app.core import lexicon
+
+    chunks, _ = get_collections(make_client(settings), settings.collection)
+    status = lexicon.status_of(lexicon.current(settings, settings.collection), *lexicon.store_state(chunks))
+    assert status.status == "ok", status
 
 
 def test_ray_reingest_adds_nothing_and_a_changed_abstract_replaces_its_paper(
@@ -196,6 +207,7 @@ def test_ray_reingest_adds_nothing_and_a_changed_abstract_replaces_its_paper(
     assert view.papers[changed_id]["content_hash"] != old_hash
     assert not [m for m in view.chunks.values() if m["content_hash"] == old_hash], "old version swept"
     assert_complete(settings, ids_of(records))
+    assert_bm25_matches(settings)
     others = {k for k, v in before["chunks"].items() if v[1]["paper_id"] != changed_id}
     assert others <= set(view.chunks), "the unchanged papers' chunks are untouched"
 
@@ -221,13 +233,13 @@ def test_a_worker_killed_mid_run_is_restarted_and_every_paper_is_written_once(
     settings = server_settings(chroma_server, tmp_path, "raykill")
     records = synthetic_papers(120, tag="RayKill")
     corpus = write_jsonl(tmp_path / "corpus.jsonl", records)
-    killed: dict[str, int] = {}
+    killed: dict[str, Any] = {}
     events = []
 
     def on_batch(event) -> None:
         events.append(event)
         if not killed:  # the first batch is written: kill the worker that embedded it
-            killed.update(pid=event.pid, worker=event.worker, in_flight=event.worker_in_flight)
+            killed.update(pid=event.pid, worker=event.worker, pending=event.worker_pending)
             os.kill(event.pid, signal.SIGKILL)
 
     summary = ingest_on_ray(
@@ -236,26 +248,35 @@ def test_a_worker_killed_mid_run_is_restarted_and_every_paper_is_written_once(
         workers=2,
         count_tokens=count_tokens,
         progress=False,
-        papers_per_batch=8,
+        papers_per_batch=16,  # 8 batches, each about a second of embedding here
+        in_flight_per_worker=4,  # all 8 submitted at once: the killed worker has 3 still to do
         batch_timeout_s=RUN_TIMEOUT_S,
         on_batch=on_batch,
     )
-    # The kill happened, while that worker had batches to do, and Ray restarted it.
-    assert killed and killed["in_flight"] >= 1, killed
+    # The kill happened while that worker had batches to do; Ray restarted it (a new process) and
+    # batches that were waiting on the killed process were embedded again by the new one.
+    assert killed and len(killed["pending"]) >= 2, killed
     assert process_gone(killed["pid"]), "the killed worker process is still running"
     pids = summary.pids[killed["worker"]]
     assert pids[0] == killed["pid"] and len(pids) >= 2 and summary.restarts >= 1, summary.pids
-    later = [e for e in events if e.worker == killed["worker"] and e.number > 1]
-    assert later and all(e.pid != killed["pid"] for e in later), "the restarted worker embedded batches"
+    embedded_by = {e.batch: e.pid for e in events}
+    redone = [b for b in killed["pending"] if embedded_by[b] != killed["pid"]]
+    assert redone, f"no batch in flight at the kill was embedded again: {killed}, {embedded_by}"
 
     # Every paper written exactly once, complete; nothing orphaned.
     written = [paper_id for event in events for paper_id in event.paper_ids]
     assert len(written) == len(set(written)) == 120
     assert set(written) == set(ids_of(records))
     assert (summary.new, summary.updated, summary.unchanged) == (120, 0, 0)
-    assert summary.batches == len(events) == 15
+    assert summary.batches == len(events) == 8
+    assert sorted(embedded_by) == list(range(1, 9))
     assert_complete(settings, ids_of(records))
-    print(f"killed pid {killed['pid']}; worker pids {summary.pids}; resubmitted {summary.resubmitted}")
+    assert_bm25_matches(settings)
+    print(
+        f"killed pid {killed['pid']} (worker {killed['worker']}, batches {killed['pending']} pending); "
+        f"worker pids {summary.pids}; redone by the restarted worker {redone}; "
+        f"resubmitted by the driver {summary.resubmitted}"
+    )
 
     again = ingest_on_ray(settings, [corpus], workers=2, count_tokens=count_tokens, progress=False)
     assert (again.new, again.updated, again.unchanged, again.chunks) == (0, 0, 120, 0)
@@ -276,7 +297,7 @@ def test_when_ray_does_not_retry_the_driver_sends_the_batch_again(
 
     def on_batch(event) -> None:
         written.extend(event.paper_ids)
-        if not killed and event.worker_in_flight:
+        if not killed and event.worker_pending:
             killed.update(pid=event.pid, worker=event.worker)
             os.kill(event.pid, signal.SIGKILL)
 
@@ -321,6 +342,7 @@ def test_the_command_starts_a_local_ray_and_stops_it(
     env = clean_env(
         PAPERQA_CHROMA_HOST=host,
         PAPERQA_CHROMA_PORT=str(port),
+        PAPERQA_CHROMA_PATH=str(tmp_path / "unused"),  # the BM25 index goes beside it
         PAPERQA_COLLECTION=collection,
         PYTHONPATH=str(project_dir),
     )
