@@ -27,7 +27,7 @@ from pathlib import Path
 
 from app.core import offline
 from app.core.settings import Settings
-from bench.common import WORK_DIR, peak_rss_mib, percentile, save
+from bench.common import RESULTS_DIR, WORK_DIR, peak_rss_mib, percentile, save
 from bench.processes import chroma_server
 
 COMMAND = "python -m bench.scale"
@@ -182,6 +182,11 @@ def retrieval_latency(settings: Settings, queries: list[str]) -> dict:
     }
 
 
+def load_result(name: str) -> dict | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def service_startup(env: dict[str, str], work: Path, queries: list[str], runs: int = 3) -> dict:
     """``python -m app`` on the store just built (extractive answers: the LLM's load is measured by
     bench.startup): process start to ``/health`` ready, and its RSS when ready and after searches.
@@ -223,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="chunk vectors from cached sentence vectors (no forward pass per chunk)",
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure again on the store a previous run built (its ingestion figures are kept)",
+    )
     parser.add_argument("--approx-ingest-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.approx_ingest_worker:
@@ -233,9 +243,14 @@ def main(argv: list[str] | None = None) -> int:
         + ("-approx" if args.approx_vectors else "")
     )
     work = WORK_DIR / name
-    shutil.rmtree(work, ignore_errors=True)
-    corpus = synthetic_corpus(work / "corpus.jsonl", args.papers)
     store = work / "chroma"
+    previous = load_result(name) if args.reuse else None
+    if args.reuse and (previous is None or not store.exists()):
+        print(f"error: nothing to reuse: run {COMMAND} without --reuse first", file=sys.stderr)
+        return 2
+    if previous is None:
+        shutil.rmtree(work, ignore_errors=True)
+        corpus = synthetic_corpus(work / "corpus.jsonl", args.papers)
     env = {
         "PAPERQA_COLLECTION": "scale",
         "PAPERQA_EMBED_BACKEND": args.backend,
@@ -246,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         server = chroma_server(store, work / "chroma-server.log").start()
         env.update({"PAPERQA_CHROMA_HOST": "127.0.0.1", "PAPERQA_CHROMA_PORT": str(server.port)})
     try:
-        ingest_stats = ingest_subprocess(corpus, env, approx=args.approx_vectors)
+        if previous is None:
+            ingest_stats = ingest_subprocess(corpus, env, approx=args.approx_vectors)
+        else:
+            ingest_stats = {**previous["ingest"], "reused_from": previous.get("measured_at")}
         print(ingest_stats)
         settings = Settings(
             _env_file=None,
@@ -280,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         f"{COMMAND} --papers {args.papers}"
         + (" --server" if args.server else "")
-        + (" --approx-vectors" if args.approx_vectors else ""),
+        + (" --approx-vectors" if args.approx_vectors else "")
+        + (" --reuse" if args.reuse else ""),
     )
     return 0
 
