@@ -103,12 +103,7 @@ class MisbehavingLLM:
     async def app(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         path = scope["path"]
         if scope["method"] == "GET" and path == "/v1/models":
             await _json(send, 200, {"object": "list", "data": [{"id": "misbehaving", "object": "model"}]})
@@ -168,6 +163,16 @@ class MisbehavingLLM:
         for word in OK_TEXT.split(" "):
             await _chunk(send, _sse_delta(word + " "), more=True)
         await _chunk(send, b"data: [DONE]\n\n", more=False)
+
+
+async def read_body(receive) -> bytes:
+    """The whole request body of an ASGI ``http`` request."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
 
 
 def _completion(text: str) -> dict:

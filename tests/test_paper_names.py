@@ -25,7 +25,7 @@ from app.http.app import create_app
 from app.services import Services, build_services
 from tests.fakes import HashingEmbedding, count_words
 from tests.helpers import app_client
-from tests.misbehaving_llm import MisbehavingLLM, _chunk, _completion, _json, _sse_delta, _start
+from tests.misbehaving_llm import MisbehavingLLM, _chunk, _completion, _json, _sse_delta, _start, read_body
 from tests.sse import parse_sse
 
 QUESTION = "Which papers make attention in transformers cheaper on long sequences?"
@@ -135,12 +135,7 @@ class ObedientLLM(MisbehavingLLM):
     async def app(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if scope["path"] == "/v1/chat/completions":
             self._reply = self.template.format(**self.numbers(body))
             self.replies.append(self._reply)

@@ -23,6 +23,11 @@ LLMBackend = Literal["auto", "local", "openai", "extractive"]
 EMBED_WINDOW = 256
 
 
+# The most papers one question may retrieve: the bound of top_k here, of /search's k, of the
+# requests' top_k and of the MCP tool's k.
+TOP_K_MAX = 50
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PAPERQA_",
@@ -64,7 +69,7 @@ class Settings(BaseSettings):
 
     # --- retrieval -------------------------------------------------------------------------
     retrieval_mode: RetrievalMode = "hybrid"
-    top_k: int = Field(5, ge=1, le=50)
+    top_k: int = Field(5, ge=1, le=TOP_K_MAX)
     candidate_k: int = Field(30, ge=1, le=500)
     rrf_k: int = Field(60, ge=1)
     relevance_floor: float = 0.397

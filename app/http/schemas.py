@@ -22,13 +22,13 @@ from pydantic import (
 
 from app.answering.types import AnswerResult, Citation, Source
 from app.core.papers import StoredPaper as Paper
-from app.core.settings import RetrievalMode, Settings
+from app.core.settings import TOP_K_MAX, RetrievalMode, Settings
 from app.core.text import NON_BLANK, clean_text
+from app.retrieval.findings import SearchHit
 from app.retrieval.queries import question_problem
 from app.retrieval.types import Suggestion
 
 Role = Literal["system", "user", "assistant"]
-TOP_K_MAX = 50  # same bound as Settings.top_k
 MAX_CONTENT_PARTS = 8  # text parts of one OpenAI message
 # Read by :func:`request_schemas` and the app's OpenAPI document; the settings decide the real values.
 DEFAULT_LIMITS = Settings.model_construct()
@@ -67,11 +67,16 @@ def clean_strings(value: Any) -> Any:
     return value
 
 
-class RequestModel(BaseModel):
-    """A request body: its strings are cleaned before any other check, the same way on every route.
-    Types are strict (``"stream": 0`` is not a boolean, ``"top_k": "5"`` not an integer)."""
+class StrictModel(BaseModel):
+    """Part of a request body. Types are strict (``"stream": 0`` is not a boolean, ``"top_k": "5"``
+    not an integer)."""
 
     model_config = ConfigDict(strict=True)
+
+
+class RequestModel(StrictModel):
+    """A whole request body: its strings (nested ones included) are cleaned once, before any other
+    check, the same way on every route."""
 
     @model_validator(mode="before")
     @classmethod
@@ -161,8 +166,8 @@ def request_schemas(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 # --- /chat -------------------------------------------------------------------------------------
-class ChatMessage(RequestModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class ChatMessage(StrictModel):
+    model_config = ConfigDict(extra="forbid")
 
     role: Role
     content: str
@@ -174,7 +179,6 @@ class ChatRequest(RequestModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -220,15 +224,15 @@ class StreamDelta(BaseModel):
 
 
 # --- /v1/chat/completions ----------------------------------------------------------------------
-class ContentPart(RequestModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+class ContentPart(StrictModel):
+    model_config = ConfigDict(extra="allow")
 
     type: Literal["text"]
     text: str
 
 
-class OpenAIMessage(RequestModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+class OpenAIMessage(StrictModel):
+    model_config = ConfigDict(extra="allow")
 
     # "developer" is what newer OpenAI clients send instead of "system".
     role: Literal["system", "developer", "user", "assistant"]
@@ -246,8 +250,8 @@ class OpenAIMessage(RequestModel):
         return "".join(self.strings())
 
 
-class StreamOptions(RequestModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+class StreamOptions(StrictModel):
+    model_config = ConfigDict(extra="allow")
 
     include_usage: bool = False
 
@@ -257,7 +261,7 @@ class ChatCompletionRequest(RequestModel):
     settings decide); ``top_k`` and ``mode`` may be sent as extra fields (``extra_body``). The whole
     body is at most ``PAPERQA_MAX_BODY_BYTES`` (413 past it)."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="allow")
 
     model: str = "paperqa"
     messages: Annotated[
@@ -289,16 +293,6 @@ class ChatCompletionRequest(RequestModel):
 
 
 # --- /papers, /search, /health -----------------------------------------------------------------
-class SearchHit(BaseModel):
-    rank: int
-    paper_id: str
-    title: str
-    score: float
-    similarity: float | None = None
-    passage: str
-    url: str | None = None
-
-
 class SearchResponse(BaseModel):
     query: str
     mode: RetrievalMode

@@ -9,19 +9,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from app.core.settings import RetrievalMode
+from app.retrieval.findings import SearchHit
 from app.retrieval.types import Suggestion
-
-
-class PaperFound(BaseModel):
-    """One paper a search found, with its best-matching passage."""
-
-    rank: int = Field(description="1 is the best match")
-    paper_id: str = Field(description="pass it to get_paper for the whole abstract")
-    title: str
-    score: float = Field(description="fused retrieval score, higher is closer")
-    similarity: float | None = Field(None, description="cosine similarity with the query, when known")
-    passage: str = Field(description="the passage of the abstract that matched best")
-    url: str | None = None
 
 
 class SearchPapersResult(BaseModel):
@@ -34,7 +23,7 @@ class SearchPapersResult(BaseModel):
     suggestions: list[Suggestion] = Field(
         default_factory=list, description="when not covered: the closest papers (they do not answer it)"
     )
-    results: list[PaperFound]
+    results: list[SearchHit]
 
 
 class CitedPaper(BaseModel):

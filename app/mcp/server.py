@@ -25,6 +25,7 @@ from pydantic import Field
 
 from app.core.errors import PaperQAError, StoreUnavailable
 from app.core.papers import StoredPaper
+from app.core.settings import TOP_K_MAX
 from app.mcp import tools
 from app.mcp.results import AskResult, SearchPapersResult
 from app.services import Services
@@ -111,7 +112,7 @@ def build_server(services: ServicesProvider) -> MCPServer:
     @server.tool(title="Search the indexed papers", description=SEARCH_PAPERS, annotations=READ_ONLY)
     async def search_papers(
         query: Annotated[str, Field(description="the question or keywords to search for")],
-        k: Annotated[int, Field(ge=1, le=tools.K_MAX, description="how many papers to return")] = 5,
+        k: Annotated[int, Field(ge=1, le=TOP_K_MAX, description="how many papers to return")] = 5,
     ) -> SearchPapersResult:
         return await reported("search_papers", services, lambda s: tools.search_papers(s, query, k))
 

@@ -16,21 +16,19 @@ from starlette.concurrency import run_in_threadpool
 from app.answering.types import AnswerResult
 from app.core.errors import InvalidRequest, NotFound
 from app.core.papers import StoredPaper, get_paper
-from app.core.settings import Settings
+from app.core.settings import TOP_K_MAX, Settings
 from app.core.store import store_errors
-from app.core.text import clean_text
-from app.mcp.results import AskResult, CitedPaper, PaperFound, SearchPapersResult
-from app.retrieval.coverage import CoverageModel, coverage_of, suggestions_for
+from app.core.text import clean_text, is_blank
+from app.mcp.results import AskResult, CitedPaper, SearchPapersResult
+from app.retrieval.findings import find_papers
 from app.retrieval.queries import Turn, question_problem
 from app.services import Services
-
-K_MAX = 50  # the bound of Settings.top_k and of GET /search's k
 
 
 def _text(value: str, what: str, settings: Settings) -> str:
     """``value`` cleaned (:func:`clean_text`) and stripped, or :class:`InvalidRequest` naming ``what``."""
     text = clean_text(value).strip()
-    if not text:
+    if is_blank(text):
         raise InvalidRequest(f"{what} is empty")
     if len(text) > settings.max_message_chars:
         raise InvalidRequest(
@@ -43,29 +41,16 @@ async def search_papers(services: Services, query: str, k: int) -> SearchPapersR
     """Retrieval only (no LLM), like ``GET /search``."""
     settings = services.settings
     query = _text(query, "query", settings)
-    if not 1 <= k <= K_MAX:
-        raise InvalidRequest(f"k must be between 1 and {K_MAX} (got {k})")
-    with store_errors(settings):
-        retrieval = await run_in_threadpool(services.retriever.search, [query], None, k)
-    coverage = coverage_of(retrieval, CoverageModel.from_settings(settings))
+    if not 1 <= k <= TOP_K_MAX:
+        raise InvalidRequest(f"k must be between 1 and {TOP_K_MAX} (got {k})")
+    found = await run_in_threadpool(find_papers, services.retriever, settings, query, None, k)
     return SearchPapersResult(
         query=query,
-        mode=retrieval.mode,
-        covered=coverage.covered,
-        coverage=coverage.reason,
-        suggestions=[] if coverage.covered else suggestions_for(retrieval, settings.suggestions),
-        results=[
-            PaperFound(
-                rank=rank,
-                paper_id=hit.paper_id,
-                title=hit.title,
-                score=hit.score,
-                similarity=hit.best_dense,
-                passage=hit.passages[0].text if hit.passages else "",
-                url=hit.url,
-            )
-            for rank, hit in enumerate(retrieval.hits, start=1)
-        ],
+        mode=found.retrieval.mode,
+        covered=found.coverage.covered,
+        coverage=found.coverage.reason,
+        suggestions=found.suggestions,
+        results=found.hits,
     )
 
 

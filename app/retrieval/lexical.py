@@ -93,17 +93,19 @@ class LexicalIndex:
     def version(self) -> str | None:
         return self._loaded.version if self._loaded else None
 
+    def _current(self) -> tuple[dict[str, Any] | None, lexicon.Status]:
+        """The persisted index's pointer and how it stands against the store now (cheap: a small
+        file and the collection's metadata)."""
+        pointer = lexicon.current(self._settings, self._settings.collection)
+        return pointer, lexicon.status_of(pointer, *self._read_state())
+
     def check(self) -> lexicon.Status:
-        """How the persisted index stands against the store now (cheap: a file and the metadata)."""
-        state, writing = self._read_state()
-        return lexicon.status_of(lexicon.current(self._settings, self._settings.collection), state, writing)
+        return self._current()[1]
 
     def reload(self) -> int:
         """Load the persisted index when it matches the store and is not the one loaded already;
         drop it when it does not match. Returns the chunks it holds."""
-        pointer = lexicon.current(self._settings, self._settings.collection)
-        state, writing = self._read_state()
-        status = lexicon.status_of(pointer, state, writing)
+        pointer, status = self._current()
         if not status.usable:
             with self._lock:
                 self._loaded = None

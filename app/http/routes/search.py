@@ -8,12 +8,11 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from app.core.errors import InvalidRequest
-from app.core.settings import RetrievalMode
-from app.core.store import store_errors
+from app.core.settings import TOP_K_MAX, RetrievalMode
 from app.core.text import clean_text, is_blank
 from app.http.deps import RetrieverDep, SettingsDep
-from app.http.schemas import TOP_K_MAX, ErrorBody, SearchHit, SearchResponse
-from app.retrieval.coverage import CoverageModel, coverage_of, suggestions_for
+from app.http.schemas import ErrorBody, SearchResponse
+from app.retrieval.findings import find_papers
 
 router = APIRouter(tags=["search"])
 
@@ -33,27 +32,14 @@ async def search(
     query = clean_text(q).strip()
     if is_blank(query):
         raise InvalidRequest("q: the query is empty (only whitespace or control characters)")
-    with store_errors(settings):
-        retrieval = await run_in_threadpool(retriever.search, [query], mode, k)
-    coverage = coverage_of(retrieval, CoverageModel.from_settings(settings))
+    found = await run_in_threadpool(find_papers, retriever, settings, query, mode, k)
     return SearchResponse(
         query=query,
-        mode=retrieval.mode,
-        top_similarity=retrieval.top_similarity,
+        mode=found.retrieval.mode,
+        top_similarity=found.retrieval.top_similarity,
         relevance_floor=settings.relevance_floor,
-        covered=coverage.covered,
-        coverage=coverage.reason,
-        suggestions=[] if coverage.covered else suggestions_for(retrieval, settings.suggestions),
-        results=[
-            SearchHit(
-                rank=rank,
-                paper_id=hit.paper_id,
-                title=hit.title,
-                score=hit.score,
-                similarity=hit.best_dense,
-                passage=hit.passages[0].text if hit.passages else "",
-                url=hit.url,
-            )
-            for rank, hit in enumerate(retrieval.hits, start=1)
-        ],
+        covered=found.coverage.covered,
+        coverage=found.coverage.reason,
+        suggestions=found.suggestions,
+        results=found.hits,
     )
