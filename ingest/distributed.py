@@ -9,7 +9,8 @@ texts of each batch go to one of N Ray actors, each holding one embedding model 
   (bounded memory); the driver waits on them with ``ray.wait`` and writes each batch as soon as its
   vectors are back, whatever the order: batches are independent (each paper is in one batch only).
 - Consistency and idempotency are ingest()'s, because the write is ingest()'s
-  (:func:`ingest.pipeline._store_batch`): a batch's chunks, then its paper records, then the sweep of
+  (:class:`ingest.pipeline.BatchWriter`: one thread, one batch at a time, in order, while the
+  driver chunks the next batches): a batch's chunks, then its paper records, then the sweep of
   their stale chunks. A run killed at any point leaves whole papers only; the next run redoes the
   papers whose record (with its content hash) was not written.
 - A worker that dies (killed, out of memory) is restarted by Ray (``max_restarts``) and the batches
@@ -30,6 +31,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from app.core.store import make_client
 from ingest.parsers import Format, ReadLimits
 from ingest.pipeline import (
     PAPERS_PER_BATCH,
+    BatchWriter,
     IngestSummary,
     _batched,
     _chunk_batch,
@@ -51,7 +54,6 @@ from ingest.pipeline import (
     _input_files,
     _open_store,
     _records_from,
-    _store_batch,
     _to_write,
     dedupe,
     finish_lexical_index,
@@ -292,62 +294,69 @@ def ingest_on_ray(
     exhausted = False
     submitted = 0
     bar = tqdm(desc="papers", unit="paper", disable=not progress)
+
+    def written(
+        job: _Job, pid: int, embed_s: float, _batch: _ChunkedBatch, chunks: int, write_s: float
+    ) -> None:
+        _count_written(job.batch.papers, stored_hash, summary)
+        summary.chunks += chunks
+        summary.batches += 1
+        summary.write_s += write_s
+        summary.embed_s += embed_s
+        seen = summary.pids.setdefault(job.worker, [])
+        if pid not in seen:
+            seen.append(pid)
+        if on_batch is not None:
+            on_batch(
+                BatchWritten(
+                    number=summary.batches,
+                    batch=job.number,
+                    worker=job.worker,
+                    pid=pid,
+                    paper_ids=[p.id for p in job.batch.papers],
+                    chunks=chunks,
+                    embed_s=embed_s,
+                    write_s=write_s,
+                    worker_pending=sorted(j.number for j in pending.values() if j.worker == job.worker),
+                )
+            )
+
     try:
-        while True:
-            while not exhausted and (
-                not pool.actors or len(pending) < len(pool.actors) * in_flight_per_worker
-            ):
-                job = _next_job(batches, tools, stored_hash, settings, summary, bar)
-                if job is None:
-                    exhausted = True
-                elif job.batch.papers:
-                    if not pool.actors:
-                        pool.start(summary)
-                    submitted += 1
-                    job.number = submitted
-                    pool.submit(job, pending)
-            if not pending:
-                break
-            waited = time.perf_counter()
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=batch_timeout_s)
-            summary.wait_s += time.perf_counter() - waited
-            if not done:
-                raise IngestError(
-                    f"no embedding batch came back in {batch_timeout_s:.0f} s ({len(pending)} in flight)"
-                )
-            job = pending.pop(done[0])
-            pool.load[job.worker] -= 1
-            result = _result(ray, done[0], job, pool, pending, summary)
-            if result is None:
-                continue  # resubmitted
-            pid, embed_s, vectors = result
-            if not writing:  # as ingest(): readers keep the last complete BM25 index meanwhile
-                lexicon.mark_writing(chunks_col)
-                writing = True
-            wrote = time.perf_counter()
-            summary.chunks += _store_batch(job.batch, vectors, chunks_col, papers_col, max_batch)
-            write_s = time.perf_counter() - wrote
-            _count_written(job.batch.papers, stored_hash, summary)
-            summary.batches += 1
-            summary.write_s += write_s
-            summary.embed_s += embed_s
-            seen = summary.pids.setdefault(job.worker, [])
-            if pid not in seen:
-                seen.append(pid)
-            if on_batch is not None:
-                on_batch(
-                    BatchWritten(
-                        number=summary.batches,
-                        batch=job.number,
-                        worker=job.worker,
-                        pid=pid,
-                        paper_ids=[p.id for p in job.batch.papers],
-                        chunks=len(vectors),
-                        embed_s=embed_s,
-                        write_s=write_s,
-                        worker_pending=sorted(j.number for j in pending.values() if j.worker == job.worker),
+        # The writer's thread stores a batch while the driver chunks the next ones and waits.
+        with BatchWriter(chunks_col, papers_col, max_batch) as writer:
+            while True:
+                while not exhausted and (
+                    not pool.actors or len(pending) < len(pool.actors) * in_flight_per_worker
+                ):
+                    job = _next_job(batches, tools, stored_hash, settings, summary, bar)
+                    if job is None:
+                        exhausted = True
+                    elif job.batch.papers:
+                        if not pool.actors:
+                            pool.start(summary)
+                        submitted += 1
+                        job.number = submitted
+                        pool.submit(job, pending)
+                if not pending:
+                    break
+                waited = time.perf_counter()
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=batch_timeout_s)
+                summary.wait_s += time.perf_counter() - waited
+                if not done:
+                    raise IngestError(
+                        f"no embedding batch came back in {batch_timeout_s:.0f} s ({len(pending)} in flight)"
                     )
-                )
+                job = pending.pop(done[0])
+                pool.load[job.worker] -= 1
+                result = _result(ray, done[0], job, pool, pending, summary)
+                if result is None:
+                    continue  # resubmitted
+                pid, embed_s, vectors = result
+                if not writing:  # as ingest(): readers keep the last complete BM25 index meanwhile
+                    writer.wait()
+                    lexicon.mark_writing(chunks_col)
+                    writing = True
+                writer.submit(job.batch, vectors, partial(written, job, pid, embed_s))
     finally:
         bar.close()
         pool.close()

@@ -7,12 +7,17 @@ Consistency, for readers during a run and after a crash (SIGKILL included):
   before its old chunks are deleted, so a reader always finds one whole version of it;
 - the paper record (with its content hash) is written after its chunks, so a run killed in between
   sees the paper as not yet ingested next time and redoes it; stale chunks are swept then too.
+
+Batches are written by one background thread (:class:`BatchWriter`), one batch at a time and in
+order, while the next batch is read, chunked and embedded: the store's work (a Chroma server's, or
+Chroma's own threads in process) overlaps ours. Each write is the same sequence of calls as above.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -168,16 +173,23 @@ def ingest(
     bar = tqdm(desc="papers", unit="paper", disable=not progress)
     papers = dedupe(_records_from(files, fmt, ReadLimits.from_settings(settings), summary), summary)
     writing = False
-    for batch in _batched(papers, PAPERS_PER_BATCH):
-        bar.update(len(batch))
-        todo = _to_write(batch, stored_hash, tools.count_tokens, settings.chunk_size, summary)
-        if not todo:
-            continue
-        if not writing:  # readers keep the last complete BM25 index and see it updating
-            lexicon.mark_writing(chunks_col)
-            writing = True
-        summary.chunks += _write_batch(todo, tools.splitter, embedder(), chunks_col, papers_col, max_batch)
-        _count_written(todo, stored_hash, summary)
+
+    def written(batch: _ChunkedBatch, chunks: int, _seconds: float) -> None:
+        summary.chunks += chunks
+        _count_written(batch.papers, stored_hash, summary)
+
+    with BatchWriter(chunks_col, papers_col, max_batch) as writer:
+        for batch in _batched(papers, PAPERS_PER_BATCH):
+            bar.update(len(batch))
+            todo = _to_write(batch, stored_hash, tools.count_tokens, settings.chunk_size, summary)
+            if not todo:
+                continue
+            if not writing:  # readers keep the last complete BM25 index and see it updating
+                lexicon.mark_writing(chunks_col)
+                writing = True
+            chunked = _chunk_batch(todo, tools.splitter)
+            vectors = embedder().get_text_embedding_batch(chunked.texts())
+            writer.submit(chunked, vectors, written)
     bar.close()
     summary.lexical = finish_lexical_index(settings, chunks_col, changed=writing)
     summary.seconds = time.perf_counter() - started
@@ -298,10 +310,53 @@ def _chunk_batch(todo: list[Paper], splitter) -> _ChunkedBatch:
     return _ChunkedBatch(todo, {paper.id: chunk_paper(paper, splitter) for paper in todo})
 
 
-def _write_batch(todo: list[Paper], splitter, embed_model, chunks_col, papers_col, max_batch: int) -> int:
-    batch = _chunk_batch(todo, splitter)
-    vectors = embed_model.get_text_embedding_batch(batch.texts())
-    return _store_batch(batch, vectors, chunks_col, papers_col, max_batch)
+class BatchWriter:
+    """Writes embedded batches with :func:`_store_batch` on one background thread, one at a time and
+    in the order given, while the caller prepares the next one.
+
+    :meth:`submit` first waits for the previous write (so at most one batch is written while one is
+    prepared: bounded memory), then hands this one over. ``done(batch, chunks, seconds)`` runs on the
+    caller's thread once a write has finished, at the next :meth:`submit` or at :meth:`wait`; a
+    failed write raises there. Leaving the ``with`` block waits for the last write, also when the
+    block raises, so no write is abandoned half-way by this process (a killed process is the
+    module's crash case)."""
+
+    def __init__(self, chunks_col: Any, papers_col: Any, max_batch: int) -> None:
+        self._store = (chunks_col, papers_col, max_batch)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        self._pending: tuple[Future[tuple[int, float]], _ChunkedBatch, Callable[..., None]] | None = None
+
+    def submit(
+        self, batch: _ChunkedBatch, vectors: Any, done: Callable[[_ChunkedBatch, int, float], None]
+    ) -> None:
+        self.wait()
+        self._pending = (self._thread.submit(self._write, batch, vectors), batch, done)
+
+    def wait(self) -> None:
+        """Wait for the write in progress, if any, and report it to its ``done``."""
+        if self._pending is None:
+            return
+        future, batch, done = self._pending
+        self._pending = None
+        chunks, seconds = future.result()
+        done(batch, chunks, seconds)
+
+    def _write(self, batch: _ChunkedBatch, vectors: Any) -> tuple[int, float]:
+        started = time.perf_counter()
+        chunks = _store_batch(batch, vectors, *self._store)
+        return chunks, time.perf_counter() - started
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+            elif self._pending is not None:
+                self._pending[0].exception()  # let it finish; the error in flight is the one raised
+        finally:
+            self._thread.shutdown(wait=True)
 
 
 def _store_batch(batch: _ChunkedBatch, vectors, chunks_col, papers_col, max_batch: int) -> int:

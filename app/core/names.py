@@ -137,8 +137,12 @@ class NameIndex:
         if texts:
             single = {key for key in keys if len(_TOKEN.findall(spelling[key])) == 1}
             seen_in: dict[str, int] = defaultdict(int)
+            key_of: dict[str, str] = {}  # word -> name_key(word): the vocabulary is small, texts are many
             for paper_id, text in texts.items():
-                for key in {name_key(w) for w in _TOKEN.findall(text)} & single:
+                words = set(_TOKEN.findall(text))
+                for word in words - key_of.keys():
+                    key_of[word] = name_key(word)
+                for key in {key_of[w] for w in words} & single:
                     if paper_id not in papers[key]:
                         seen_in[key] += 1
             limit = max(max_papers, max_text_share * max(len(titles), 1))
