@@ -191,3 +191,20 @@ def test_holds_is_isin_on_sorted_postings() -> None:
         postings = np.unique(rng.integers(0, 200, size=int(rng.integers(0, 60))))
         rows = rng.integers(0, 220, size=int(rng.integers(1, 6)))
         assert _holds(postings, rows) == bool(np.isin(rows, postings).any())
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_top_rows_is_a_full_sort_of_the_positive_scores(seed: int) -> None:
+    """Best first, ties by row, positive scores only, whatever the share of zeros and ties."""
+    import numpy as np
+
+    from app.retrieval.lexical import top_rows
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 50_000))
+    levels = rng.choice([3, 50, 10_000])  # few distinct scores: many ties
+    scores = (rng.integers(0, levels, n) / levels).astype(np.float32)
+    scores[rng.random(n) < rng.random()] = 0.0
+    for k in (1, 5, 50, n + 3):
+        expected = [r for r in sorted(range(n), key=lambda r: (-scores[r], r)) if scores[r] > 0][:k]
+        assert top_rows(scores, k).tolist() == expected, (seed, n, k)

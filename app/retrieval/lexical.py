@@ -64,6 +64,28 @@ def _holds(postings: Any, rows: Any) -> bool:
     return bool((postings[at] == rows).any())
 
 
+RECENT_SCORES = 4  # score arrays kept (4 bytes a chunk each: 30 MB at a million papers)
+
+
+def top_rows(scores: Any, k: int) -> Any:
+    """The rows of the ``k`` highest positive ``scores``, best first, ties by row: what a full
+    ``argpartition`` gives, without partitioning every row. A sample's ``k``-th highest score is at
+    most the true ``k``-th highest, so every row of the top ``k`` is at or above it; only those
+    rows are ranked (a few hundred of 1.9 M chunks at a million papers, not all of them)."""
+    import numpy as np
+
+    n = len(scores)
+    if k <= 0 or n == 0:
+        return np.zeros(0, dtype=np.int64)
+    floor = 0.0
+    sample = scores[:: max(1, n // (512 * k))]
+    if len(sample) > k:
+        floor = float(np.partition(sample, len(sample) - k)[len(sample) - k])
+    candidates = np.flatnonzero(scores >= floor) if floor > 0 else np.flatnonzero(scores > 0)
+    order = np.lexsort((candidates, -scores[candidates]))[:k]
+    return candidates[order]
+
+
 class LexicalIndex:
     """Thread-safe: bm25s keeps per-call state while scoring, so searches take a lock."""
 
@@ -72,6 +94,7 @@ class LexicalIndex:
         self._collection = collection
         self._read_state = read_state or (lambda: lexicon.store_state(collection))
         self._lock = threading.Lock()
+        self._recent: dict[tuple[str, tuple[int, ...]], Any] = {}  # (version, term ids) -> scores
         self._stem = lexicon.stemmer()
         self._loaded: lexicon.Loaded | None = None
         self.status = lexicon.Status("missing", "not loaded yet")
@@ -129,20 +152,39 @@ class LexicalIndex:
         }
 
     def search(self, query: str, k: int) -> list[NodeWithScore]:
-        """The ``k`` best chunks with a positive BM25 score."""
+        """The ``k`` best chunks with a positive BM25 score: bm25s's scores for the query's terms (as
+        LlamaIndex's ``BM25Retriever`` asks for them), the best ``k`` picked by :func:`top_rows`."""
         loaded = self._loaded
         if loaded is None or loaded.bm25 is None or not query.strip():
             return []
-        tokens = lexicon.tokenize_query(query, self._stem)
-        with self._lock:
-            rows, scores = loaded.bm25.retrieve(
-                tokens, k=max(1, min(k, len(loaded.chunk_ids))), show_progress=False, n_threads=1
-            )
-        found = [
-            (loaded.chunk_ids[int(r)], float(s)) for r, s in zip(rows[0], scores[0], strict=True) if s > 0
-        ]
+        index = loaded.bm25
+        terms = lexicon.tokenize_query(query, self._stem)
+        words = {i: w for w, i in terms.vocab.items()}
+        ids = tuple(index.get_tokens_ids([words[i] for i in terms.ids[0]]))
+        scores = self._scores(loaded, ids)
+        rows = top_rows(scores, k)
+        found = [(loaded.chunk_ids[int(r)], float(scores[r])) for r in rows]
         nodes = self._chunks([chunk_id for chunk_id, _ in found])
         return [NodeWithScore(node=nodes[c], score=score) for c, score in found if c in nodes]
+
+    def _scores(self, loaded: lexicon.Loaded, ids: tuple[int, ...]) -> Any:
+        """Every chunk's BM25 score for the terms ``ids`` (bm25s's own sum over their postings).
+        The last few are kept: a search and its coverage check score the same terms, and at a
+        million papers one scoring is milliseconds."""
+        import numpy as np
+
+        if not ids:
+            return np.zeros(int(loaded.bm25.scores["num_docs"]), dtype=np.float32)
+        key = (loaded.version, ids)
+        with self._lock:  # bm25s may keep state while scoring
+            scores = self._recent.get(key)
+            if scores is None:
+                scores = loaded.bm25.get_scores_from_ids(list(ids))
+                scores.flags.writeable = False
+                self._recent[key] = scores
+                while len(self._recent) > RECENT_SCORES:
+                    self._recent.pop(next(iter(self._recent)))
+        return scores
 
     def first_chunk(self, paper_id: str) -> Any:
         """The first stored chunk of a paper as a node (for a named paper retrieval missed), or None."""
@@ -181,9 +223,8 @@ class LexicalIndex:
             idf[term] = _idf(len(postings[term]), n_docs)
         total = sum(idf.values())
         absent = sum(idf[t] for t, p in postings.items() if p is None or len(p) == 0) / total
-        known = [tid for tid in ids.values() if tid is not None and tid + 1 < len(indptr)]
-        with self._lock:  # bm25s may keep state while scoring
-            scores = index.get_scores_from_ids(known) if known else np.zeros(n_docs)
+        known = tuple(tid for tid in ids.values() if tid is not None and tid + 1 < len(indptr))
+        scores = self._scores(loaded, known)
         share: dict[str, float] = {}
         best: dict[str, float] = {}
         for paper_id in paper_ids:

@@ -1,0 +1,90 @@
+"""ingest.pipeline.BatchWriter: batches are written one at a time, in order, on one thread, while the
+caller prepares the next; results and errors come back on the caller's thread. No store, no model:
+the write itself (``_store_batch``) is replaced by a recorder."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from ingest import pipeline
+from ingest.pipeline import BatchWriter, _ChunkedBatch
+
+
+def batch(tag: str) -> _ChunkedBatch:
+    return _ChunkedBatch(papers=[], nodes_by_paper={tag: []})
+
+
+def tag_of(b: _ChunkedBatch) -> str:
+    return next(iter(b.nodes_by_paper))
+
+
+@pytest.fixture
+def recorder(monkeypatch) -> dict[str, Any]:
+    log: dict[str, Any] = {"started": [], "finished": [], "threads": set(), "active": 0, "max_active": 0}
+    lock = threading.Lock()
+
+    def store(b: _ChunkedBatch, vectors: Any, chunks_col: Any, papers_col: Any, max_batch: int) -> int:
+        with lock:
+            log["active"] += 1
+            log["max_active"] = max(log["max_active"], log["active"])
+            log["started"].append(tag_of(b))
+            log["threads"].add(threading.get_ident())
+        time.sleep(0.05)
+        if tag_of(b) == "boom":
+            with lock:
+                log["active"] -= 1
+            raise RuntimeError("the store refused the batch")
+        with lock:
+            log["active"] -= 1
+            log["finished"].append(tag_of(b))
+        return len(vectors)
+
+    monkeypatch.setattr(pipeline, "_store_batch", store)
+    return log
+
+
+def test_batches_are_written_in_order_one_at_a_time_off_the_callers_thread(recorder) -> None:
+    done: list[tuple[str, int, int]] = []
+    caller = threading.get_ident()
+    with BatchWriter(None, None, 100) as writer:
+        for i in range(5):
+            writer.submit(
+                batch(f"b{i}"),
+                [0.0] * (i + 1),
+                lambda b, n, s: done.append((tag_of(b), n, threading.get_ident())),
+            )
+    assert recorder["started"] == recorder["finished"] == [f"b{i}" for i in range(5)]
+    assert recorder["max_active"] == 1
+    assert len(recorder["threads"]) == 1 and caller not in recorder["threads"]
+    # every write reported once, in order, with its chunk count, on the caller's thread
+    assert done == [(f"b{i}", i + 1, caller) for i in range(5)]
+
+
+def test_the_caller_prepares_the_next_batch_while_one_is_written(recorder) -> None:
+    with BatchWriter(None, None, 100) as writer:
+        writer.submit(batch("first"), [0.0], lambda *_: None)
+        assert recorder["finished"] == []  # submit returned before the write ended
+        time.sleep(0.01)
+        assert recorder["started"] == ["first"]  # ... and the write is under way meanwhile
+    assert recorder["finished"] == ["first"]  # leaving the block waited for it
+
+
+def test_a_failed_write_is_raised_to_the_caller_and_nothing_after_it_is_written(recorder) -> None:
+    done: list[str] = []
+    with pytest.raises(RuntimeError, match="refused"), BatchWriter(None, None, 100) as writer:
+        writer.submit(batch("ok"), [0.0], lambda b, *_: done.append(tag_of(b)))
+        writer.submit(batch("boom"), [0.0], lambda b, *_: done.append(tag_of(b)))
+        writer.submit(batch("after"), [0.0], lambda b, *_: done.append(tag_of(b)))
+    assert done == ["ok"]
+    assert "after" not in recorder["started"]
+
+
+def test_an_error_in_the_caller_waits_for_the_write_in_flight(recorder) -> None:
+    with pytest.raises(KeyError), BatchWriter(None, None, 100) as writer:
+        writer.submit(batch("in-flight"), [0.0], lambda *_: None)
+        raise KeyError("the caller failed")
+    assert recorder["finished"] == ["in-flight"]  # not abandoned half-way
