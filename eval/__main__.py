@@ -167,7 +167,9 @@ async def cmd_compare(args: argparse.Namespace, answers: bool) -> int:
     configs = parse_configs(args.configs, answers)
     if getattr(args, "url", None):
         # The server answers with its own index, floor, backend and condensing; only the mode and
-        # top_k of the config are sent. The retrieval part still runs here, on the local index.
+        # top_k of the config are sent (top_k only when it is not the settings' own: the server then
+        # reads top_k_many papers for a question asking for several). The retrieval part still runs
+        # here, on the local index.
         configs = [with_server_identity(c, args.url, getattr(args, "api_key", "")) for c in configs]
     questions = questions_for(args, args.set)
     out = run_dir(args)

@@ -29,6 +29,7 @@ GRID = {
     "second_ratio": (0.4, 0.5, 0.6, 0.8),
     "paper_ratio": (0.6, 0.7, 0.8),
     "paper_ratio_default": (0.85, 0.9, 1.0),
+    "many_k": (5, 6, 8, 10),  # papers retrieved for a question asking for several
 }
 
 
@@ -50,7 +51,8 @@ class QuestionFeatures:
     facts: list[str]
     named: list[str]
     terms: dict[str, float]
-    papers: list[PaperFeatures]
+    papers: list[PaperFeatures]  # retrieval's first max(GRID["many_k"]) papers, in its order
+    top_k: int  # the papers an answer reads when the question does not ask for several
 
 
 def features(services: Any, questions: Sequence[Any], settings: Any) -> list[QuestionFeatures]:
@@ -66,9 +68,8 @@ def features(services: Any, questions: Sequence[Any], settings: Any) -> list[Que
         if not q.answerable:
             continue
         queries = standalone_queries(q.messages)
-        result = retriever.search(
-            queries, settings.retrieval_mode, settings.top_k, weights_for(queries, settings)
-        )
+        deepest = max(*GRID["many_k"], settings.top_k_many, settings.top_k)
+        result = retriever.search(queries, settings.retrieval_mode, deepest, weights_for(queries, settings))
         found = services.papers.get(ids=[h.paper_id for h in result.hits], include=["documents"])
         abstracts = dict(zip(found["ids"], found["documents"], strict=True))
         question = q.messages[-1]["content"]
@@ -97,6 +98,7 @@ def features(services: Any, questions: Sequence[Any], settings: Any) -> list[Que
                 list(result.signals.named),
                 {t: lexical.idf(t) for t in dict.fromkeys(lexical.tokens(question))},
                 papers,
+                settings.top_k,
             )
         )
     return out
@@ -110,7 +112,8 @@ def replay(data: Sequence[QuestionFeatures], setting: dict[str, float]) -> dict[
         focus = question_focus(q.question)
         total = sum(q.terms.values()) or 1.0
         chosen = []
-        for p in q.papers:
+        many = asks_for_many(q.question)
+        for p in q.papers[: int(setting["many_k"]) if many else q.top_k]:
             tokens = [t & set(q.terms) for t in p.tokens]
             scores = [
                 score_sentence(d, lexical_share(q.terms, t), s, focus, weights)
@@ -144,7 +147,7 @@ def replay(data: Sequence[QuestionFeatures], setting: dict[str, float]) -> dict[
         elif asks_for_one(q.question):
             selected = [max(chosen, key=lambda c: c[1])]
         else:
-            bar = setting["paper_ratio"] if asks_for_many(q.question) else setting["paper_ratio_default"]
+            bar = setting["paper_ratio"] if many else setting["paper_ratio_default"]
             selected = [c for c in chosen if c[1] >= bar * best]
         cited = [normalize_title(p.title) for p, _, _ in selected]
         sentences += sum(len(picked) for _, _, picked in selected)
@@ -191,6 +194,7 @@ def settings_lines(setting: dict[str, float]) -> list[str]:
         f"PAPERQA_EVIDENCE_SECOND_RATIO={setting['second_ratio']:g}",
         f"PAPERQA_ANSWER_PAPER_RATIO={setting['paper_ratio']:g}",
         f"PAPERQA_ANSWER_PAPER_RATIO_DEFAULT={setting['paper_ratio_default']:g}",
+        f"PAPERQA_TOP_K_MANY={setting['many_k']:g}",
     ]
 
 
@@ -204,4 +208,5 @@ def shipped_setting(settings: Any) -> dict[str, float]:
         "second_ratio": settings.evidence_second_ratio,
         "paper_ratio": settings.answer_paper_ratio,
         "paper_ratio_default": settings.answer_paper_ratio_default,
+        "many_k": settings.top_k_many,
     }

@@ -234,18 +234,17 @@ class Runner:
 
     async def _answer_in_process(self, question: Question, config: Config) -> dict[str, Any]:
         answerer = self.answerer(config)
-        result = await answerer.answer(question.messages, top_k=config.top_k, mode=config.retrieval_mode)
+        # top_k is in the config's settings; not passed, so that a question asking for several papers
+        # reads top_k_many of them, as in the service when a request does not set top_k.
+        result = await answerer.answer(question.messages, mode=config.retrieval_mode)
         data = result.model_dump(mode="json")
         data["recheck_failed"] = await asyncio.to_thread(recheck, answerer, question, result)
         return data
 
     async def _answer_remote(self, question: Question, config: Config, client) -> dict[str, Any]:
-        body = {
-            "messages": question.messages,
-            "stream": False,
-            "top_k": config.top_k,
-            "mode": config.retrieval_mode,
-        }
+        body: dict[str, Any] = {"messages": question.messages, "stream": False, "mode": config.retrieval_mode}
+        if config.top_k != self.base.top_k:  # else the server's own rule (top_k, or top_k_many)
+            body["top_k"] = config.top_k
         response = await client.post(f"{self.url}/chat", json=body)
         if response.status_code != 200:
             raise RuntimeError(f"POST /chat: HTTP {response.status_code}: {response.text[:300]}")

@@ -134,3 +134,18 @@ def test_query_weights_scale_a_vague_follow_up() -> None:
     long = "Has anyone applied the selective state space model to speech recognition?"
     assert query_weights([long, "x " + long], 0.5, 4) == [0.5, 1.0]
     assert query_weights(["What does it mask?", "y"], 0.5, 0) == [0.5, 1.0]  # scaling off
+
+
+@pytest.mark.parametrize(
+    ("question", "papers"),
+    [
+        ("Which papers quantize vision transformers after training?", 7),
+        ("What work is there on handwriting recognition?", 7),
+        ("Which paper introduced Linformer?", 3),
+        ("How does Linformer approximate self-attention?", 3),
+    ],
+)
+def test_a_question_asking_for_several_papers_reads_top_k_many(question: str, papers: int) -> None:
+    from app.answering.compose import papers_to_read
+
+    assert papers_to_read(question, top_k=3, top_k_many=7) == papers

@@ -44,6 +44,12 @@ def asks_for_many(question: str) -> bool:
     return bool(_MANY.search(question))
 
 
+def papers_to_read(question: str, top_k: int, top_k_many: int) -> int:
+    """How many papers to retrieve when the request does not say: ``top_k_many`` for a question
+    asking for several ("Which papers ...", "What work is there on ..."), else ``top_k``."""
+    return top_k_many if asks_for_many(question) else top_k
+
+
 def select_papers(
     question: str,
     evidence: Sequence[PaperEvidence],

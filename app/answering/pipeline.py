@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.answering.citations import Finalized, finalize, tidy
 from app.answering.claims import AnswerSentence, PaperNames, Verdict, names_verdict
-from app.answering.compose import select_papers
+from app.answering.compose import papers_to_read, select_papers
 from app.answering.condense import condense, weights_for
 from app.answering.context import make_citations, sources_from_evidence
 from app.answering.evidence import EvidenceFinder, PaperEvidence
@@ -129,6 +129,10 @@ class Answerer:
                 self.retriever.search, list(queries), mode, top_k, weights_for(queries, self.settings)
             )
 
+    def _papers_to_read(self, messages: Sequence[Turn]) -> int:
+        question = str(messages[-1]["content"]) if messages else ""
+        return papers_to_read(question, self.settings.top_k, self.settings.top_k_many)
+
     def coverage(self, retrieval: RetrievalResult) -> Coverage:
         """The service's coverage decision (the same function the evaluation calls)."""
         return coverage_of(retrieval, CoverageModel.from_settings(self.settings))
@@ -147,7 +151,7 @@ class Answerer:
         timings.condense_ms = _ms(started)
 
         t0 = time.perf_counter()
-        retrieval = await self.retrieve(queries, mode, top_k)
+        retrieval = await self.retrieve(queries, mode, top_k or self._papers_to_read(messages))
         timings.retrieve_ms = _ms(t0)
         base = {"mode": retrieval.mode, "query": queries[-1], "model": self.model_name}
 

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     # --- retrieval -------------------------------------------------------------------------
     retrieval_mode: RetrievalMode = "hybrid"
     top_k: int = Field(5, ge=1, le=TOP_K_MAX)
+    top_k_many: int = Field(5, ge=1, le=TOP_K_MAX)  # for a question asking for several papers
     candidate_k: int = Field(30, ge=1, le=500)
     rrf_k: int = Field(60, ge=1)
     relevance_floor: float = 0.397
