@@ -297,17 +297,20 @@ def section_scale(results: list[dict[str, Any]]) -> str:
         ing, ret = r["ingest"], r["retrieval"]
         lat = ret["latency"]
         approx = r.get("vectors", "embedded") != "embedded"
-        pipeline = pipeline_seconds(ing["summary"])
+        # A resumed run (bench.scale --resume) was cut during ingestion: no ingestion figures.
+        pipeline = None if ing.get("resumed") else pipeline_seconds(ing["summary"])
         rows.append(
             [
                 r["papers"],
                 r["store"],
                 "sentence-mean (no forward pass)" if approx else "embedded",
                 ret["chunks"],
-                pipeline,
+                pipeline if pipeline else "resumed: not measured",
                 round(r["papers"] / pipeline, 1) if pipeline else "–",
                 r["disk_mib"],
-                f"{ing['rss_first_quarter_max_mib']} → {ing['rss_last_quarter_max_mib']}",
+                "–"
+                if ing.get("resumed")
+                else f"{ing['rss_first_quarter_max_mib']} → {ing['rss_last_quarter_max_mib']}",
                 ret["retriever_load_s"],
                 f"{lat['dense']['p50_ms']} / {lat['dense']['p95_ms']}",
                 f"{lat['bm25']['p50_ms']} / {lat['bm25']['p95_ms']}",

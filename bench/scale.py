@@ -251,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="measure again on the store a previous run built (its ingestion figures are kept)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish a run that was stopped during ingestion: ingest the same corpus into its store "
+        "again (papers already written are skipped), then measure; its ingestion figures are not "
+        "reported (the run was cut)",
+    )
     parser.add_argument("--approx-ingest-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.approx_ingest_worker:
@@ -266,9 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.reuse and (previous is None or not store.exists()):
         print(f"error: nothing to reuse: run {COMMAND} without --reuse first", file=sys.stderr)
         return 2
-    if previous is None:
+    corpus = work / "corpus.jsonl"
+    if args.resume and not (store.exists() and corpus.exists()):
+        print(f"error: nothing to resume in {work}: run {COMMAND} without --resume", file=sys.stderr)
+        return 2
+    if previous is None and not args.resume:
         shutil.rmtree(work, ignore_errors=True)
-        corpus = synthetic_corpus(work / "corpus.jsonl", args.papers)
+        corpus = synthetic_corpus(corpus, args.papers)
     env = {
         "PAPERQA_COLLECTION": "scale",
         "PAPERQA_EMBED_BACKEND": args.backend,
@@ -279,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         server = chroma_server(store, work / "chroma-server.log").start()
         env.update({"PAPERQA_CHROMA_HOST": "127.0.0.1", "PAPERQA_CHROMA_PORT": str(server.port)})
     try:
-        if previous is None:
+        if args.resume:
+            ingest_stats = {**ingest_subprocess(corpus, env, approx=args.approx_vectors), "resumed": True}
+        elif previous is None:
             ingest_stats = ingest_subprocess(corpus, env, approx=args.approx_vectors)
         else:
             ingest_stats = {**previous["ingest"], "reused_from": previous.get("measured_at")}
@@ -317,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{COMMAND} --papers {args.papers}"
         + (" --server" if args.server else "")
         + (" --approx-vectors" if args.approx_vectors else "")
-        + (" --reuse" if args.reuse else ""),
+        + (" --reuse" if args.reuse else "")
+        + (" --resume" if args.resume else ""),
     )
     return 0
 
