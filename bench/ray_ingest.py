@@ -137,7 +137,8 @@ def bounds(settings: Settings, source: str, corpus: Path) -> dict:
     tools = _ChunkTools(settings, load_wordpiece_counter(settings))
     tools.splitter  # noqa: B018  (llama-index imported before the clock)
     client = make_client(settings)
-    chunks_col, papers_col, stored_hash = _open_store(settings, client, reset=False)
+    store = _open_store(settings, client, reset=False)
+    stored_hash = store.stored_hash
     summary = IngestSummary()
 
     t = time.perf_counter()
@@ -156,12 +157,8 @@ def bounds(settings: Settings, source: str, corpus: Path) -> dict:
 
     source_chunks, _ = get_collections(client, source)
     vector_of = {r["id"]: r["embeddings"] for r in iter_records(source_chunks, include=["embeddings"])}
-    max_batch = client.get_max_batch_size()
     t = time.perf_counter()
-    n_chunks = sum(
-        _store_batch(b, [vector_of[n.id_] for n in b.nodes], chunks_col, papers_col, max_batch)
-        for b in chunked
-    )
+    n_chunks = sum(_store_batch(b, [vector_of[n.id_] for n in b.nodes], store) for b in chunked)
     write_s = time.perf_counter() - t
     return {
         "papers": n_papers,

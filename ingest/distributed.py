@@ -282,9 +282,9 @@ def ingest_on_ray(
     summary = RayIngestSummary()
     files = _input_files(paths or settings.corpus_paths, summary)
     client = client or make_client(settings)
-    chunks_col, papers_col, stored_hash = _open_store(settings, client, reset)
+    store = _open_store(settings, client, reset)
+    stored_hash = store.stored_hash
     tools = _ChunkTools(settings, count_tokens)
-    max_batch = client.get_max_batch_size()
     papers = dedupe(_records_from(files, fmt, ReadLimits.from_settings(settings), summary), summary)
     batches = _batched(papers, papers_per_batch)
 
@@ -323,7 +323,7 @@ def ingest_on_ray(
 
     try:
         # The writer's thread stores a batch while the driver chunks the next ones and waits.
-        with BatchWriter(chunks_col, papers_col, max_batch) as writer:
+        with BatchWriter(store) as writer:
             while True:
                 while not exhausted and (
                     not pool.actors or len(pending) < len(pool.actors) * in_flight_per_worker
@@ -353,14 +353,13 @@ def ingest_on_ray(
                     continue  # resubmitted
                 pid, embed_s, vectors = result
                 if not writing:  # as ingest(): readers keep the last complete BM25 index meanwhile
-                    writer.wait()
-                    lexicon.mark_writing(chunks_col)
+                    lexicon.mark_writing(store.chunks)
                     writing = True
                 writer.submit(job.batch, vectors, partial(written, job, pid, embed_s))
     finally:
         bar.close()
         pool.close()
-    summary.lexical = finish_lexical_index(settings, chunks_col, changed=writing)
+    summary.lexical = finish_lexical_index(settings, store.chunks, changed=writing)
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -30,6 +30,7 @@ from app.core.errors import IngestError, UnreadableFile
 from app.core.records import Paper, ParseIssue
 from app.core.settings import Settings
 from app.core.store import (
+    PAPER_PLACEHOLDER_VECTOR,
     apply_search_config,
     check_layout,
     delete_collections,
@@ -37,6 +38,7 @@ from app.core.store import (
     iter_records,
     layout_metadata,
     make_client,
+    paper_vectors_are_placeholders,
 )
 from ingest.parsers import Format, ReadLimits, corpus_files, read_file
 
@@ -156,10 +158,10 @@ def ingest(
     files = _input_files(paths or settings.corpus_paths, summary)
 
     client = client or make_client(settings)
-    chunks_col, papers_col, stored_hash = _open_store(settings, client, reset)
+    store = _open_store(settings, client, reset)
+    stored_hash = store.stored_hash
 
     tools = _ChunkTools(settings, count_tokens)
-    max_batch = client.get_max_batch_size()
 
     def embedder():
         # Loaded on first use: re-running on an unchanged corpus never pays for torch.
@@ -178,20 +180,20 @@ def ingest(
         summary.chunks += chunks
         _count_written(batch.papers, stored_hash, summary)
 
-    with BatchWriter(chunks_col, papers_col, max_batch) as writer:
+    with BatchWriter(store) as writer:
         for batch in _batched(papers, PAPERS_PER_BATCH):
             bar.update(len(batch))
             todo = _to_write(batch, stored_hash, tools.count_tokens, settings.chunk_size, summary)
             if not todo:
                 continue
             if not writing:  # readers keep the last complete BM25 index and see it updating
-                lexicon.mark_writing(chunks_col)
+                lexicon.mark_writing(store.chunks)
                 writing = True
             chunked = _chunk_batch(todo, tools.splitter)
             vectors = embedder().get_text_embedding_batch(chunked.texts())
             writer.submit(chunked, vectors, written)
     bar.close()
-    summary.lexical = finish_lexical_index(settings, chunks_col, changed=writing)
+    summary.lexical = finish_lexical_index(settings, store.chunks, changed=writing)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -246,7 +248,18 @@ def _chunkable(paper: Paper, count_tokens, chunk_size: int, summary: IngestSumma
 # --- shared with ingest.distributed (embedding on Ray): the same steps as ingest(), one function each
 
 
-def _open_store(settings: Settings, client: Any, reset: bool) -> tuple[Any, Any, dict[str, str | None]]:
+@dataclass
+class _Store:
+    """The collections a run writes and what it knows of them before reading the corpus."""
+
+    chunks: Any
+    papers: Any
+    stored_hash: dict[str, str | None]  # paper id -> content hash of every stored paper
+    paper_placeholders: bool  # paper records get PAPER_PLACEHOLDER_VECTOR (else first-chunk vectors)
+    max_batch: int  # records per Chroma call
+
+
+def _open_store(settings: Settings, client: Any, reset: bool) -> _Store:
     """The chunk and paper collections, created or checked (deleted first on ``reset``), and the
     content hash of every stored paper: what ingest() does before it reads the corpus."""
     if reset:
@@ -261,7 +274,13 @@ def _open_store(settings: Settings, client: Any, reset: bool) -> tuple[Any, Any,
         rec["id"]: (rec["metadatas"] or {}).get("content_hash")
         for rec in iter_records(papers_col, include=["metadatas"])
     }
-    return chunks_col, papers_col, stored_hash
+    return _Store(
+        chunks_col,
+        papers_col,
+        stored_hash,
+        paper_vectors_are_placeholders(papers_col),
+        client.get_max_batch_size(),
+    )
 
 
 def _to_write(
@@ -321,8 +340,8 @@ class BatchWriter:
     block raises, so no write is abandoned half-way by this process (a killed process is the
     module's crash case)."""
 
-    def __init__(self, chunks_col: Any, papers_col: Any, max_batch: int) -> None:
-        self._store = (chunks_col, papers_col, max_batch)
+    def __init__(self, store: _Store) -> None:
+        self._store = store
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
         self._pending: tuple[Future[tuple[int, float]], _ChunkedBatch, Callable[..., None]] | None = None
 
@@ -343,7 +362,7 @@ class BatchWriter:
 
     def _write(self, batch: _ChunkedBatch, vectors: Any) -> tuple[int, float]:
         started = time.perf_counter()
-        chunks = _store_batch(batch, vectors, *self._store)
+        chunks = _store_batch(batch, vectors, self._store)
         return chunks, time.perf_counter() - started
 
     def __enter__(self) -> BatchWriter:
@@ -359,9 +378,10 @@ class BatchWriter:
             self._thread.shutdown(wait=True)
 
 
-def _store_batch(batch: _ChunkedBatch, vectors, chunks_col, papers_col, max_batch: int) -> int:
+def _store_batch(batch: _ChunkedBatch, vectors: Any, store: _Store) -> int:
     """Write a batch whose chunks are embedded (``vectors`` in :attr:`_ChunkedBatch.nodes` order):
     its chunks, then its paper records, then the sweep of their stale chunks (module docstring)."""
+    chunks_col, papers_col, max_batch = store.chunks, store.papers, store.max_batch
     todo, nodes_by_paper, nodes = batch.papers, batch.nodes_by_paper, batch.nodes
     vector_of = {node.id_: vector for node, vector in zip(nodes, vectors, strict=True)}
 
@@ -375,7 +395,10 @@ def _store_batch(batch: _ChunkedBatch, vectors, chunks_col, papers_col, max_batc
         )
     papers_col.upsert(
         ids=[p.id for p in todo],
-        embeddings=[vector_of[nodes_by_paper[p.id][0].id_] for p in todo],
+        embeddings=[
+            PAPER_PLACEHOLDER_VECTOR if store.paper_placeholders else vector_of[nodes_by_paper[p.id][0].id_]
+            for p in todo
+        ],
         documents=[p.abstract for p in todo],
         metadatas=[
             {

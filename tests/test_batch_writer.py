@@ -13,6 +13,8 @@ import pytest
 from ingest import pipeline
 from ingest.pipeline import BatchWriter, _ChunkedBatch
 
+NO_STORE: Any = None  # the recorder below stands in for the write, which is all that reads the store
+
 
 def batch(tag: str) -> _ChunkedBatch:
     return _ChunkedBatch(papers=[], nodes_by_paper={tag: []})
@@ -27,7 +29,7 @@ def recorder(monkeypatch) -> dict[str, Any]:
     log: dict[str, Any] = {"started": [], "finished": [], "threads": set(), "active": 0, "max_active": 0}
     lock = threading.Lock()
 
-    def store(b: _ChunkedBatch, vectors: Any, chunks_col: Any, papers_col: Any, max_batch: int) -> int:
+    def store(b: _ChunkedBatch, vectors: Any, _store: Any) -> int:
         with lock:
             log["active"] += 1
             log["max_active"] = max(log["max_active"], log["active"])
@@ -50,7 +52,7 @@ def recorder(monkeypatch) -> dict[str, Any]:
 def test_batches_are_written_in_order_one_at_a_time_off_the_callers_thread(recorder) -> None:
     done: list[tuple[str, int, int]] = []
     caller = threading.get_ident()
-    with BatchWriter(None, None, 100) as writer:
+    with BatchWriter(NO_STORE) as writer:
         for i in range(5):
             writer.submit(
                 batch(f"b{i}"),
@@ -65,7 +67,7 @@ def test_batches_are_written_in_order_one_at_a_time_off_the_callers_thread(recor
 
 
 def test_the_caller_prepares_the_next_batch_while_one_is_written(recorder) -> None:
-    with BatchWriter(None, None, 100) as writer:
+    with BatchWriter(NO_STORE) as writer:
         writer.submit(batch("first"), [0.0], lambda *_: None)
         assert recorder["finished"] == []  # submit returned before the write ended
         time.sleep(0.01)
@@ -75,7 +77,7 @@ def test_the_caller_prepares_the_next_batch_while_one_is_written(recorder) -> No
 
 def test_a_failed_write_is_raised_to_the_caller_and_nothing_after_it_is_written(recorder) -> None:
     done: list[str] = []
-    with pytest.raises(RuntimeError, match="refused"), BatchWriter(None, None, 100) as writer:
+    with pytest.raises(RuntimeError, match="refused"), BatchWriter(NO_STORE) as writer:
         writer.submit(batch("ok"), [0.0], lambda b, *_: done.append(tag_of(b)))
         writer.submit(batch("boom"), [0.0], lambda b, *_: done.append(tag_of(b)))
         writer.submit(batch("after"), [0.0], lambda b, *_: done.append(tag_of(b)))
@@ -84,7 +86,7 @@ def test_a_failed_write_is_raised_to_the_caller_and_nothing_after_it_is_written(
 
 
 def test_an_error_in_the_caller_waits_for_the_write_in_flight(recorder) -> None:
-    with pytest.raises(KeyError), BatchWriter(None, None, 100) as writer:
+    with pytest.raises(KeyError), BatchWriter(NO_STORE) as writer:
         writer.submit(batch("in-flight"), [0.0], lambda *_: None)
         raise KeyError("the caller failed")
     assert recorder["finished"] == ["in-flight"]  # not abandoned half-way

@@ -23,6 +23,7 @@ from app.core.store import (
     StoreUnavailable,
     get_collections,
     iter_records,
+    layout_metadata,
     make_client,
 )
 from ingest.pipeline import IngestError, IngestSummary, ingest
@@ -233,6 +234,42 @@ def test_small_corpus_ingest(settings_factory, small_corpus, run):
     first = view.papers["arxiv:2301.00001"]["metadata"]
     assert first["authors"] == "Ada Lovelace, Alan Turing" and first["year"] == 2023
     assert "venue" not in view.papers[SMALL_IDS[1]]["metadata"]
+
+
+def test_paper_records_hold_a_placeholder_vector_not_a_chunks(settings_factory, small_corpus, run):
+    """Paper records are read by id only: a new store gives them a one-number vector, so Chroma's
+    index of that collection costs nothing; the chunks keep MiniLM's vectors."""
+    from app.core.papers import get_paper
+    from app.core.store import PAPER_PLACEHOLDER_VECTOR
+
+    settings = settings_factory(collection="placeholder")
+    run(settings, [small_corpus])
+    chunks, papers = get_collections(make_client(settings), settings.collection)
+    paper_vectors = [list(r["embeddings"]) for r in iter_records(papers, include=["embeddings"])]
+    assert len(paper_vectors) == 4 and all(v == PAPER_PLACEHOLDER_VECTOR for v in paper_vectors)
+    assert {len(r["embeddings"]) for r in iter_records(chunks, include=["embeddings"])} == {384}
+    stored = get_paper(papers, SMALL_IDS[0])
+    assert stored is not None and stored.abstract.startswith("We propose a sparse attention")
+
+
+def test_a_store_written_with_paper_vectors_keeps_them(settings_factory, tmp_path, small_corpus, run):
+    """A store whose paper records carry their first chunk's vector (written before the placeholder)
+    gets the same for new papers: a collection's vectors all have one dimension."""
+    settings = settings_factory(collection="oldpapers")
+    chunks, papers = get_collections(
+        make_client(settings), settings.collection, create_with=layout_metadata(settings)
+    )
+    papers.upsert(ids=["old-paper"], embeddings=[[0.0] * 383 + [1.0]], documents=["An old record."])
+    run(settings, [small_corpus])
+    paper_vectors = {r["id"]: list(r["embeddings"]) for r in iter_records(papers, include=["embeddings"])}
+    assert len(paper_vectors) == 5 and {len(v) for v in paper_vectors.values()} == {384}
+    by_paper = {
+        r["metadatas"]["paper_id"]: list(r["embeddings"])
+        for r in iter_records(chunks, include=["embeddings", "metadatas"])
+        if r["metadatas"]["chunk_index"] == 0
+    }
+    for paper_id in SMALL_IDS:
+        assert paper_vectors[paper_id] == pytest.approx(by_paper[paper_id])
 
 
 def test_changed_abstract_replaces_that_papers_chunks(settings_factory, tmp_path, small_corpus, run):

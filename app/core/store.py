@@ -2,7 +2,11 @@
 
 - ``<collection>``: one record per chunk (embedding, chunk text, metadata with ``paper_id``, ``title``);
 - ``<collection>__papers``: one record per paper (whole abstract, ``content_hash``), for look-ups and
-  incremental ingestion.
+  incremental ingestion. Paper records are only ever read by id, never searched: a new store gives
+  them a one-number placeholder vector (:data:`PAPER_PLACEHOLDER_VECTOR`) so that Chroma's vector
+  index of this collection costs nothing (it is loaded into memory on the first read of the
+  collection: 1.5 KiB a paper with MiniLM vectors); a store written before keeps its first-chunk
+  vectors (:func:`paper_vectors_are_placeholders` tells them apart).
 
 No embedding function is ever given to Chroma: we always pass embeddings ourselves, so Chroma's
 default embedding function (which downloads a model) never runs and no embedding-function config is
@@ -23,6 +27,7 @@ from app.core.settings import Settings
 __all__ = [
     "LAYOUT_KEYS",
     "PAPERS_SUFFIX",
+    "PAPER_PLACEHOLDER_VECTOR",
     "StoreUnavailable",
     "apply_search_config",
     "check_layout",
@@ -33,6 +38,7 @@ __all__ = [
     "iter_records",
     "layout_metadata",
     "make_client",
+    "paper_vectors_are_placeholders",
     "store_errors",
     "where",
 ]
@@ -43,6 +49,7 @@ LAYOUT_KEYS = ("paperqa_chunk_size", "paperqa_chunk_overlap", "paperqa_embed_mod
 # What a reader depends on: the query embedder must be the one that made the vectors.
 READ_KEYS = ("paperqa_embed_model", "paperqa_schema")
 SCHEMA_VERSION = 1
+PAPER_PLACEHOLDER_VECTOR = [1.0]
 
 
 def chroma_settings() -> Any:
@@ -193,6 +200,17 @@ def get_collections(client, name: str, create_with: dict[str, Any] | None = None
             f"No index named {name!r} in the store ({exc}). Build it first: python -m ingest"
         ) from exc
     return chunks, papers
+
+
+def paper_vectors_are_placeholders(papers: Any) -> bool:
+    """Whether the paper records get :data:`PAPER_PLACEHOLDER_VECTOR` (a new or empty collection,
+    or one whose records have it) or, in a store written before, their first chunk's vector (a
+    collection's vectors all have one dimension, so the stored one decides)."""
+    got = papers.get(limit=1, include=["embeddings"])
+    embeddings = got.get("embeddings")
+    if embeddings is None or len(embeddings) == 0:
+        return True
+    return len(embeddings[0]) == len(PAPER_PLACEHOLDER_VECTOR)
 
 
 def apply_search_config(chunks, settings: Settings) -> None:

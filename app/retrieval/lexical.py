@@ -71,7 +71,8 @@ def top_rows(scores: Any, k: int) -> Any:
     """The rows of the ``k`` highest positive ``scores``, best first, ties by row: what a full
     ``argpartition`` gives, without partitioning every row. A sample's ``k``-th highest score is at
     most the true ``k``-th highest, so every row of the top ``k`` is at or above it; only those
-    rows are ranked (a few hundred of 1.9 M chunks at a million papers, not all of them)."""
+    rows are ranked (the sample is one row in ``n / (512 k)``, so about the best 1/512 of the rows:
+    a few thousand of 1.9 M chunks at a million papers, not all of them)."""
     import numpy as np
 
     n = len(scores)
