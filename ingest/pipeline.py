@@ -200,14 +200,16 @@ def ingest(
 
 def finish_lexical_index(settings: Settings, chunks_col: Any, changed: bool) -> str:
     """Rebuild the persisted BM25 index when the store changed or the index does not match it
-    (missing, stale, or left updating by a killed run); say what was done."""
+    (missing, stale, or left updating by a killed run), or was written before its row tables were
+    arrays (:class:`app.core.lexicon.Rows`); say what was done."""
     state, running = lexicon.store_state(chunks_col)
-    status = lexicon.status_of(lexicon.current(settings, settings.collection), state, running)
-    if not changed and status.status == "ok":
+    pointer = lexicon.current(settings, settings.collection)
+    status = lexicon.status_of(pointer, state, running)
+    if not changed and status.status == "ok" and not lexicon.has_legacy_rows(settings, pointer):
         return f"BM25 index up to date ({status.version})"
-    pointer = lexicon.rebuild(settings, chunks_col, settings.collection)
+    rebuilt = lexicon.rebuild(settings, chunks_col, settings.collection)
     return (
-        f"BM25 index rebuilt: {pointer['chunks']} chunks in {pointer['build_seconds']} s "
+        f"BM25 index rebuilt: {rebuilt['chunks']} chunks in {rebuilt['build_seconds']} s "
         f"({settings.lexical_dir / settings.collection})"
     )
 

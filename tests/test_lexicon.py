@@ -60,7 +60,7 @@ def chunks_of(settings: Any) -> Any:
 def test_ingestion_persists_the_index_beside_the_store(store: Any) -> None:
     root = store.lexical_dir / store.collection
     pointer = lexicon.current(store, store.collection)
-    assert pointer is not None and (root / pointer["version"] / "rows.json").is_file()
+    assert pointer is not None and (root / pointer["version"] / "rows.chunk_blob.npy").is_file()
     assert store.lexical_dir == store.chroma_path.with_name("chroma-bm25")
     state, writing = lexicon.store_state(chunks_of(store))
     assert state == pointer["state"] and writing is None
@@ -208,3 +208,73 @@ def test_top_rows_is_a_full_sort_of_the_positive_scores(seed: int) -> None:
     for k in (1, 5, 50, n + 3):
         expected = [r for r in sorted(range(n), key=lambda r: (-scores[r], r)) if scores[r] > 0][:k]
         assert top_rows(scores, k).tolist() == expected, (seed, n, k)
+
+
+def test_row_tables_find_every_chunk_and_paper_memory_mapped(tmp_path: Path) -> None:
+    """Row -> chunk id and paper -> rows as arrays: what the lists and dict gave, for ids with
+    non-ASCII characters, papers whose rows are not contiguous, and papers the index lacks."""
+    import numpy as np
+
+    from app.core.lexicon import Rows
+
+    paper_ids = ["arxiv:2301.1", "doi:10.1/é", "arxiv:2301.1", "b", "doi:10.1/é", "arxiv:2301.1", "a"]
+    chunk_ids = [f"{p}#{i}-ß" for i, p in enumerate(paper_ids)]
+    Rows.from_lists(chunk_ids, paper_ids).save(tmp_path)
+    rows = Rows.load(tmp_path)
+    assert isinstance(rows.chunk_offsets, np.memmap)
+    assert len(rows) == 7 and rows.n_papers == 4
+    assert [rows.chunk_id(r) for r in range(7)] == chunk_ids
+    for paper_id in set(paper_ids):
+        expected = [r for r, p in enumerate(paper_ids) if p == paper_id]
+        assert rows.rows_of(paper_id).tolist() == expected, paper_id
+    for missing in ("", "arxiv:2301", "arxiv:2301.10", "c", "zzz"):
+        assert rows.rows_of(missing) is None
+
+
+def test_an_index_written_with_rows_json_is_still_read(tmp_path: Path) -> None:
+    import json
+
+    from app.core.lexicon import Rows
+
+    (tmp_path / "rows.json").write_text(
+        json.dumps({"chunk_ids": ["p1#0", "p2#0", "p1#1"], "paper_ids": ["p1", "p2", "p1"]})
+    )
+    rows = Rows.load(tmp_path)
+    assert [rows.chunk_id(r) for r in range(len(rows))] == ["p1#0", "p2#0", "p1#1"]
+    assert rows.rows_of("p1").tolist() == [0, 2] and rows.rows_of("p3") is None
+
+
+def test_empty_row_tables(tmp_path: Path) -> None:
+    from app.core.lexicon import Rows
+
+    Rows.from_lists([], []).save(tmp_path)
+    rows = Rows.load(tmp_path)
+    assert len(rows) == 0 and rows.n_papers == 0 and rows.rows_of("p") is None
+
+
+def test_an_index_with_rows_json_is_rebuilt_by_the_next_run(store: Any) -> None:
+    """An index written before the row arrays works, and the next ingestion run (even with nothing
+    to ingest) rebuilds it with them."""
+    import json
+
+    from ingest.pipeline import finish_lexical_index
+
+    pointer = lexicon.current(store, store.collection)
+    directory = store.lexical_dir / store.collection / pointer["version"]
+    rows = lexicon.Rows.load(directory)
+    paper_of = {
+        r["id"]: r["metadatas"]["paper_id"] for r in iter_records(chunks_of(store), include=["metadatas"])
+    }
+    chunk_ids = [rows.chunk_id(r) for r in range(len(rows))]
+    legacy = {"chunk_ids": chunk_ids, "paper_ids": [paper_of[c] for c in chunk_ids]}
+    for array in directory.glob("rows.*.npy"):
+        array.unlink()
+    (directory / "rows.json").write_text(json.dumps(legacy))
+    assert lexicon.has_legacy_rows(store, pointer)
+    index = LexicalIndex(store, chunks_of(store))
+    assert index.status.status == "ok" and index.search("transformer attention", 3)
+    some_paper = legacy["paper_ids"][0]
+    assert index.first_chunk(some_paper) is not None
+    assert "rebuilt" in finish_lexical_index(store, chunks_of(store), changed=False)
+    assert not lexicon.has_legacy_rows(store, lexicon.current(store, store.collection))
+    assert "up to date" in finish_lexical_index(store, chunks_of(store), changed=False)

@@ -4,10 +4,13 @@ memory-mapped instead of building it from every chunk at start.
 Layout, under ``Settings.lexical_dir`` (one folder per collection)::
 
     <collection>/CURRENT            {"version": "v-...", "state": "<token>", ...}   (replaced atomically)
-    <collection>/v-<time>-<rand>/   bm25s's arrays (memory-mapped), rows.json, names.json, meta.json
+    <collection>/v-<time>-<rand>/   bm25s's arrays, rows.*.npy (both memory-mapped), names.json, meta.json
 
-``rows.json`` maps each row of the index to its chunk id and paper id; the chunk texts stay in
-Chroma (a search fetches the few it returns). ``names.json`` is the :class:`NameIndex` of every title.
+The ``rows.*.npy`` arrays (:class:`Rows`) map each row of the index to its chunk id and each paper
+to its rows, as offsets into UTF-8 blobs and integer arrays, memory-mapped: at a million papers
+they would be hundreds of MiB as Python strings and lists in every service instance. (An index
+written before them has ``rows.json``, still read.) The chunk texts stay in Chroma (a search
+fetches the few it returns). ``names.json`` is the :class:`NameIndex` of every title.
 
 Which store state an index matches: the chunk collection's metadata carries
 ``paperqa_lexical_state`` (a token written by the ingestion run that last finished) and, while a run
@@ -28,7 +31,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +104,89 @@ class Row:
     text: str  # as embedded: title, newline, chunk
 
 
+ROW_ARRAYS = ("chunk_blob", "chunk_offsets", "paper_blob", "paper_offsets", "paper_indptr", "paper_rows")
+
+
+def _utf8_table(strings: list[str]) -> tuple[Any, Any]:
+    """``strings`` as one UTF-8 blob and the offsets of each (``len(strings) + 1`` of them)."""
+    import numpy as np
+
+    encoded = [x.encode("utf-8") for x in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Row -> chunk id, and paper id -> its rows (ascending), as arrays: chunk ids in a UTF-8 blob
+    with offsets; the paper ids sorted (by their UTF-8 bytes) in another, each paper's rows at
+    ``paper_rows[paper_indptr[i]:paper_indptr[i + 1]]``. A paper is found by binary search."""
+
+    chunk_blob: Any
+    chunk_offsets: Any
+    paper_blob: Any
+    paper_offsets: Any
+    paper_indptr: Any
+    paper_rows: Any
+
+    @classmethod
+    def from_lists(cls, chunk_ids: list[str], paper_ids: list[str]) -> Rows:
+        import numpy as np
+
+        papers = sorted(set(paper_ids), key=lambda x: x.encode("utf-8"))
+        number = {paper_id: i for i, paper_id in enumerate(papers)}
+        paper_of_row = np.fromiter((number[p] for p in paper_ids), dtype=np.int64, count=len(paper_ids))
+        order = np.argsort(paper_of_row, kind="stable")  # rows grouped by paper, ascending within
+        indptr = np.zeros(len(papers) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(paper_of_row, minlength=len(papers)), out=indptr[1:])
+        chunk_blob, chunk_offsets = _utf8_table(chunk_ids)
+        paper_blob, paper_offsets = _utf8_table(papers)
+        return cls(chunk_blob, chunk_offsets, paper_blob, paper_offsets, indptr, order.astype(np.int64))
+
+    def save(self, directory: Path) -> None:
+        import numpy as np
+
+        for name in ROW_ARRAYS:
+            np.save(directory / f"rows.{name}.npy", getattr(self, name))
+
+    @classmethod
+    def load(cls, directory: Path) -> Rows:
+        import numpy as np
+
+        if not (directory / "rows.chunk_blob.npy").exists():  # an index written before the arrays
+            legacy = json.loads((directory / "rows.json").read_text())
+            return cls.from_lists(list(legacy["chunk_ids"]), list(legacy["paper_ids"]))
+        return cls(*(np.load(directory / f"rows.{name}.npy", mmap_mode="r") for name in ROW_ARRAYS))
+
+    def __len__(self) -> int:
+        return len(self.chunk_offsets) - 1
+
+    @property
+    def n_papers(self) -> int:
+        return len(self.paper_offsets) - 1
+
+    def chunk_id(self, row: int) -> str:
+        return bytes(self.chunk_blob[self.chunk_offsets[row] : self.chunk_offsets[row + 1]]).decode("utf-8")
+
+    def _paper(self, i: int) -> bytes:
+        return bytes(self.paper_blob[self.paper_offsets[i] : self.paper_offsets[i + 1]])
+
+    def rows_of(self, paper_id: str) -> Any:
+        """The rows of a paper, ascending (a NumPy array), or None for a paper the index lacks."""
+        key = paper_id.encode("utf-8")
+        lo, hi = 0, self.n_papers
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._paper(mid) < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == self.n_papers or self._paper(lo) != key:
+            return None
+        return self.paper_rows[self.paper_indptr[lo] : self.paper_indptr[lo + 1]]
+
+
 def build(rows: Iterable[Row], directory: Path) -> dict[str, Any]:
     """Index ``rows`` and write the index into ``directory`` (created). Returns its meta."""
     import bm25s
@@ -123,7 +209,7 @@ def build(rows: Iterable[Row], directory: Path) -> dict[str, Any]:
         index.index(tokenize_corpus(corpus, stemmer()), show_progress=False)
         index.save(str(directory), show_progress=False)
     names = NameIndex.build(titles, {pid: " ".join(parts) for pid, parts in texts.items()})
-    (directory / "rows.json").write_text(json.dumps({"chunk_ids": chunk_ids, "paper_ids": paper_ids}))
+    Rows.from_lists(chunk_ids, paper_ids).save(directory)
     (directory / "names.json").write_text(
         json.dumps({"papers_by_key": names.papers_by_key, "spelling": names.spelling})
     )
@@ -183,10 +269,8 @@ class Loaded:
     version: str
     state: str
     bm25: Any  # bm25s.BM25, or None for an empty store
-    chunk_ids: list[str]
-    paper_ids: list[str]
+    rows: Rows
     names: NameIndex
-    rows_by_paper: dict[str, list[int]] = field(default_factory=dict)
 
 
 def current(settings: Settings, collection: str) -> dict[str, Any] | None:
@@ -198,28 +282,31 @@ def current(settings: Settings, collection: str) -> dict[str, Any] | None:
     return pointer if isinstance(pointer, dict) and pointer.get("version") else None
 
 
+def has_legacy_rows(settings: Settings, pointer: dict[str, Any] | None) -> bool:
+    """The index ``pointer`` names keeps its rows in ``rows.json`` (written before :class:`Rows`)."""
+    if pointer is None:
+        return False
+    return not (
+        collection_dir(settings, settings.collection) / str(pointer["version"]) / "rows.chunk_blob.npy"
+    ).exists()
+
+
 def load(settings: Settings, collection: str, pointer: dict[str, Any]) -> Loaded:
     import bm25s
 
     directory = collection_dir(settings, collection) / str(pointer["version"])
-    rows = json.loads((directory / "rows.json").read_text())
+    rows = Rows.load(directory)
     names = json.loads((directory / "names.json").read_text())
-    chunk_ids, paper_ids = list(rows["chunk_ids"]), list(rows["paper_ids"])
-    bm25 = bm25s.BM25.load(str(directory), mmap=True, show_progress=False) if chunk_ids else None
-    rows_by_paper: dict[str, list[int]] = {}
-    for row, paper_id in enumerate(paper_ids):
-        rows_by_paper.setdefault(paper_id, []).append(row)
+    bm25 = bm25s.BM25.load(str(directory), mmap=True, show_progress=False) if len(rows) else None
     return Loaded(
         version=str(pointer["version"]),
         state=str(pointer["state"]),
         bm25=bm25,
-        chunk_ids=chunk_ids,
-        paper_ids=paper_ids,
+        rows=rows,
         names=NameIndex(
             papers_by_key={k: tuple(v) for k, v in names["papers_by_key"].items()},
             spelling=dict(names["spelling"]),
         ),
-        rows_by_paper=rows_by_paper,
     )
 
 

@@ -103,11 +103,11 @@ class LexicalIndex:
 
     @property
     def n_chunks(self) -> int:
-        return len(self._loaded.chunk_ids) if self._loaded else 0
+        return len(self._loaded.rows) if self._loaded else 0
 
     @property
     def n_papers(self) -> int:
-        return len(self._loaded.rows_by_paper) if self._loaded else 0
+        return self._loaded.rows.n_papers if self._loaded else 0
 
     @property
     def names(self) -> NameIndex:
@@ -164,7 +164,7 @@ class LexicalIndex:
         ids = tuple(index.get_tokens_ids([words[i] for i in terms.ids[0]]))
         scores = self._scores(loaded, ids)
         rows = top_rows(scores, k)
-        found = [(loaded.chunk_ids[int(r)], float(scores[r])) for r in rows]
+        found = [(loaded.rows.chunk_id(int(r)), float(scores[r])) for r in rows]
         nodes = self._chunks([chunk_id for chunk_id, _ in found])
         return [NodeWithScore(node=nodes[c], score=score) for c, score in found if c in nodes]
 
@@ -190,10 +190,10 @@ class LexicalIndex:
     def first_chunk(self, paper_id: str) -> Any:
         """The first stored chunk of a paper as a node (for a named paper retrieval missed), or None."""
         loaded = self._loaded
-        rows = loaded.rows_by_paper.get(paper_id) if loaded else None
-        if loaded is None or not rows:
+        rows = loaded.rows.rows_of(paper_id) if loaded else None
+        if loaded is None or rows is None or len(rows) == 0:
             return None
-        chunk_id = loaded.chunk_ids[rows[0]]
+        chunk_id = loaded.rows.chunk_id(int(rows[0]))
         return self._chunks([chunk_id]).get(chunk_id)
 
     def term_evidence(self, query: str, paper_ids: Sequence[str]) -> TermEvidence:
@@ -229,8 +229,8 @@ class LexicalIndex:
         share: dict[str, float] = {}
         best: dict[str, float] = {}
         for paper_id in paper_ids:
-            rows = loaded.rows_by_paper.get(paper_id)
-            if not rows:
+            rows = loaded.rows.rows_of(paper_id)
+            if rows is None or len(rows) == 0:
                 continue
             row_array = np.asarray(rows)
             found = sum(idf[t] for t, p in postings.items() if p is not None and _holds(p, row_array))
