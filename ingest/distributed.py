@@ -37,25 +37,21 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.core import lexicon, offline
+from app.core import offline
 from app.core.errors import IngestError, PaperQAError
 from app.core.settings import Settings
-from app.core.store import make_client
-from ingest.parsers import Format, ReadLimits
+from ingest.parsers import Format
 from ingest.pipeline import (
     PAPERS_PER_BATCH,
     BatchWriter,
     IngestSummary,
     _batched,
+    _begin_run,
     _chunk_batch,
     _ChunkedBatch,
     _ChunkTools,
     _count_written,
-    _input_files,
-    _open_store,
-    _records_from,
     _to_write,
-    dedupe,
     finish_lexical_index,
 )
 
@@ -280,17 +276,12 @@ def ingest_on_ray(
     started = time.perf_counter()
     ray = import_ray(local=address is None)
     summary = RayIngestSummary()
-    files = _input_files(paths or settings.corpus_paths, summary)
-    client = client or make_client(settings)
-    store = _open_store(settings, client, reset)
+    store, tools, papers = _begin_run(settings, paths, fmt, reset, count_tokens, client, summary)
     stored_hash = store.stored_hash
-    tools = _ChunkTools(settings, count_tokens)
-    papers = dedupe(_records_from(files, fmt, ReadLimits.from_settings(settings), summary), summary)
     batches = _batched(papers, papers_per_batch)
 
     pool = _Workers(ray, settings, address, workers)
     pending: dict[Any, _Job] = {}
-    writing = False
     exhausted = False
     submitted = 0
     bar = tqdm(desc="papers", unit="paper", disable=not progress)
@@ -352,14 +343,11 @@ def ingest_on_ray(
                 if result is None:
                     continue  # resubmitted
                 pid, embed_s, vectors = result
-                if not writing:  # as ingest(): readers keep the last complete BM25 index meanwhile
-                    lexicon.mark_writing(store.chunks)
-                    writing = True
                 writer.submit(job.batch, vectors, partial(written, job, pid, embed_s))
     finally:
         bar.close()
         pool.close()
-    summary.lexical = finish_lexical_index(settings, store.chunks, changed=writing)
+    summary.lexical = finish_lexical_index(settings, store.chunks, changed=writer.started)
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -155,13 +155,8 @@ def ingest(
     """Ingest ``paths`` (default: the configured corpus) into the configured store."""
     started = time.perf_counter()
     summary = IngestSummary()
-    files = _input_files(paths or settings.corpus_paths, summary)
-
-    client = client or make_client(settings)
-    store = _open_store(settings, client, reset)
+    store, tools, papers = _begin_run(settings, paths, fmt, reset, count_tokens, client, summary)
     stored_hash = store.stored_hash
-
-    tools = _ChunkTools(settings, count_tokens)
 
     def embedder():
         # Loaded on first use: re-running on an unchanged corpus never pays for torch.
@@ -173,8 +168,6 @@ def ingest(
         return embed_model
 
     bar = tqdm(desc="papers", unit="paper", disable=not progress)
-    papers = dedupe(_records_from(files, fmt, ReadLimits.from_settings(settings), summary), summary)
-    writing = False
 
     def written(batch: _ChunkedBatch, chunks: int, _seconds: float) -> None:
         summary.chunks += chunks
@@ -186,14 +179,11 @@ def ingest(
             todo = _to_write(batch, stored_hash, tools.count_tokens, settings.chunk_size, summary)
             if not todo:
                 continue
-            if not writing:  # readers keep the last complete BM25 index and see it updating
-                lexicon.mark_writing(store.chunks)
-                writing = True
             chunked = _chunk_batch(todo, tools.splitter)
             vectors = embedder().get_text_embedding_batch(chunked.texts())
             writer.submit(chunked, vectors, written)
     bar.close()
-    summary.lexical = finish_lexical_index(settings, store.chunks, changed=writing)
+    summary.lexical = finish_lexical_index(settings, store.chunks, changed=writer.started)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -285,6 +275,23 @@ def _open_store(settings: Settings, client: Any, reset: bool) -> _Store:
     )
 
 
+def _begin_run(
+    settings: Settings,
+    paths: list[Path] | None,
+    fmt: Format | None,
+    reset: bool,
+    count_tokens: Callable[[str], list[int]] | None,
+    client: Any,
+    summary: IngestSummary,
+) -> tuple[_Store, _ChunkTools, Iterator[Paper]]:
+    """How every run starts: the corpus files listed, the store opened (or reset), the chunking
+    tools (loaded on first use), and the papers to come, read and deduplicated lazily."""
+    files = _input_files(paths or settings.corpus_paths, summary)
+    store = _open_store(settings, client or make_client(settings), reset)
+    papers = dedupe(_records_from(files, fmt, ReadLimits.from_settings(settings), summary), summary)
+    return store, _ChunkTools(settings, count_tokens), papers
+
+
 def _to_write(
     batch: list[Paper],
     stored_hash: dict[str, str | None],
@@ -335,8 +342,10 @@ class BatchWriter:
     """Writes embedded batches with :func:`_store_batch` on one background thread, one at a time and
     in the order given, while the caller prepares the next one.
 
-    :meth:`submit` first waits for the previous write (so at most one batch is written while one is
-    prepared: bounded memory), then hands this one over. ``done(batch, chunks, seconds)`` runs on the
+    The first :meth:`submit` marks the store as being written (:func:`app.core.lexicon.mark_writing`:
+    readers keep the last complete BM25 index and report it updating); :attr:`started` says whether
+    anything was submitted. :meth:`submit` first waits for the previous write (so at most one batch
+    is written while one is prepared: bounded memory), then hands this one over. ``done(batch, chunks, seconds)`` runs on the
     caller's thread once a write has finished, at the next :meth:`submit` or at :meth:`wait`; a
     failed write raises there. Leaving the ``with`` block waits for the last write, also when the
     block raises, so no write is abandoned half-way by this process (a killed process is the
@@ -346,11 +355,15 @@ class BatchWriter:
         self._store = store
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
         self._pending: tuple[Future[tuple[int, float]], _ChunkedBatch, Callable[..., None]] | None = None
+        self.started = False
 
     def submit(
         self, batch: _ChunkedBatch, vectors: Any, done: Callable[[_ChunkedBatch, int, float], None]
     ) -> None:
         self.wait()
+        if not self.started:
+            lexicon.mark_writing(self._store.chunks)
+            self.started = True
         self._pending = (self._thread.submit(self._write, batch, vectors), batch, done)
 
     def wait(self) -> None:

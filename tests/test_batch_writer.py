@@ -1,11 +1,12 @@
 """ingest.pipeline.BatchWriter: batches are written one at a time, in order, on one thread, while the
 caller prepares the next; results and errors come back on the caller's thread. No store, no model:
-the write itself (``_store_batch``) is replaced by a recorder."""
+the write itself (``_store_batch``) and the store's "being written" mark are replaced by recorders."""
 
 from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from ingest import pipeline
 from ingest.pipeline import BatchWriter, _ChunkedBatch
 
-NO_STORE: Any = None  # the recorder below stands in for the write, which is all that reads the store
+NO_STORE: Any = SimpleNamespace(chunks="the chunk collection")  # only the recorders below see it
 
 
 def batch(tag: str) -> _ChunkedBatch:
@@ -45,7 +46,12 @@ def recorder(monkeypatch) -> dict[str, Any]:
             log["finished"].append(tag_of(b))
         return len(vectors)
 
+    def mark_writing(chunks: Any) -> None:
+        log["marked"].append((chunks, list(log["started"])))
+
+    log["marked"] = []
     monkeypatch.setattr(pipeline, "_store_batch", store)
+    monkeypatch.setattr(pipeline.lexicon, "mark_writing", mark_writing)
     return log
 
 
@@ -60,6 +66,8 @@ def test_batches_are_written_in_order_one_at_a_time_off_the_callers_thread(recor
                 lambda b, n, s: done.append((tag_of(b), n, threading.get_ident())),
             )
     assert recorder["started"] == recorder["finished"] == [f"b{i}" for i in range(5)]
+    # the store is marked as being written once, before the first write
+    assert recorder["marked"] == [("the chunk collection", [])] and writer.started
     assert recorder["max_active"] == 1
     assert len(recorder["threads"]) == 1 and caller not in recorder["threads"]
     # every write reported once, in order, with its chunk count, on the caller's thread
@@ -90,3 +98,9 @@ def test_an_error_in_the_caller_waits_for_the_write_in_flight(recorder) -> None:
         writer.submit(batch("in-flight"), [0.0], lambda *_: None)
         raise KeyError("the caller failed")
     assert recorder["finished"] == ["in-flight"]  # not abandoned half-way
+
+
+def test_a_writer_given_nothing_marks_nothing(recorder) -> None:
+    with BatchWriter(NO_STORE) as writer:
+        pass
+    assert not writer.started and recorder["marked"] == [] and recorder["started"] == []
