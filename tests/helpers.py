@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -74,6 +75,23 @@ class LiveServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def server_ingest_env(
+    host: str, port: int, collection: str, chroma_path: Path, project_dir: Path
+) -> dict[str, str]:
+    """The environment of a ``python -m ingest`` subprocess writing to the Chroma server at
+    ``host:port``: hermetic (no ``PAPERQA_*``/``OPENAI_*`` of the caller's), with the service's own
+    ``PAPERQA_CHROMA_PATH``, beside which the run writes the BM25 index the service reads."""
+    from bench.processes import hermetic_env
+
+    return hermetic_env(
+        PAPERQA_CHROMA_HOST=host,
+        PAPERQA_CHROMA_PORT=str(port),
+        PAPERQA_CHROMA_PATH=str(chroma_path),
+        PAPERQA_COLLECTION=collection,
+        PYTHONPATH=str(project_dir),
+    )
 
 
 def wait_until_healthy(url: str, timeout_s: float = 30.0) -> None:

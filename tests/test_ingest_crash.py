@@ -23,7 +23,7 @@ import pytest
 from app.core.papers import get_paper
 from app.core.store import get_collections, iter_records, make_client
 from tests.corpus_tools import ids_of, synthetic_papers, write_jsonl
-from tests.helpers import hermetic_settings
+from tests.helpers import hermetic_settings, server_ingest_env
 
 pytestmark = pytest.mark.slow
 
@@ -161,13 +161,7 @@ def test_killed_ingest_leaves_a_consistent_store(
         settings = hermetic_settings(
             chroma_host=host, chroma_port=port, collection=collection, chroma_path=tmp_path / "unused"
         )
-        env = clean_env(
-            PAPERQA_CHROMA_HOST=host,
-            PAPERQA_CHROMA_PORT=str(port),
-            PAPERQA_CHROMA_PATH=str(tmp_path / "unused"),  # the BM25 index goes beside it
-            PAPERQA_COLLECTION=collection,
-            PYTHONPATH=str(project_dir),
-        )
+        env = server_ingest_env(host, port, collection, tmp_path / "unused", project_dir)
     else:
         settings = hermetic_settings(chroma_path=tmp_path / "chroma", collection=collection)
         env = clean_env(

@@ -26,7 +26,7 @@ import pytest
 
 from app.core.store import get_collections, iter_records, make_client
 from tests.corpus_tools import ids_of, real_papers, synthetic_papers, write_jsonl
-from tests.helpers import hermetic_settings
+from tests.helpers import hermetic_settings, server_ingest_env
 from tests.test_ingest_crash import inconsistencies, snapshot
 
 pytestmark = [
@@ -332,20 +332,14 @@ def ray_servers() -> set[int]:
 
 
 def test_the_command_starts_a_local_ray_and_stops_it(
-    ray_cluster, chroma_server, tmp_path, clean_env, project_dir
+    ray_cluster, chroma_server, tmp_path, project_dir
 ) -> None:
     """``python -m ingest --ray --workers 2`` with its own local Ray (not the module's)."""
     host, port = chroma_server
     collection = "raycli_" + uuid.uuid4().hex[:8]
     records = synthetic_papers(30, tag="RayCli")
     corpus = write_jsonl(tmp_path / "corpus.jsonl", records)
-    env = clean_env(
-        PAPERQA_CHROMA_HOST=host,
-        PAPERQA_CHROMA_PORT=str(port),
-        PAPERQA_CHROMA_PATH=str(tmp_path / "unused"),  # the BM25 index goes beside it
-        PAPERQA_COLLECTION=collection,
-        PYTHONPATH=str(project_dir),
-    )
+    env = server_ingest_env(host, port, collection, tmp_path / "unused", project_dir)
     env = {k: v for k, v in env.items() if not k.startswith("RAY_")}  # as a user's shell would be
     servers = ray_servers()
     token_file = Path.home() / ".ray" / "auth_token"

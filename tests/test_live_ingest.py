@@ -20,7 +20,7 @@ from app.core.store import PAPERS_SUFFIX, make_client
 from app.http.app import create_app
 from app.services import build_services
 from tests.corpus_tools import ids_of, synthetic_papers, write_jsonl
-from tests.helpers import LiveServer, hermetic_settings
+from tests.helpers import LiveServer, hermetic_settings, server_ingest_env
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ FINDABLE_BOUND_S = 60.0
 
 
 def test_search_keeps_working_during_ingest_and_finds_new_papers(
-    chroma_server, tmp_path, embed_model, count_tokens, clean_env, project_dir
+    chroma_server, tmp_path, embed_model, count_tokens, project_dir
 ) -> None:
     from ingest.pipeline import ingest
 
@@ -64,14 +64,7 @@ def test_search_keeps_working_during_ingest_and_finds_new_papers(
 
     services = build_services(settings, embed_model=embed_model)
     assert services.retriever.n_papers == 40
-    env = clean_env(
-        PAPERQA_CHROMA_HOST=host,
-        PAPERQA_CHROMA_PORT=str(port),
-        # The service's settings: the BM25 index the run writes is where the service reads it.
-        PAPERQA_CHROMA_PATH=str(tmp_path / "unused"),
-        PAPERQA_COLLECTION=collection,
-        PYTHONPATH=str(project_dir),
-    )
+    env = server_ingest_env(host, port, collection, tmp_path / "unused", project_dir)
     with (
         LiveServer(create_app(services=services)) as server,
         httpx.Client(base_url=server.url, timeout=60) as http,
