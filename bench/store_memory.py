@@ -3,7 +3,7 @@
 Opens the embedded Chroma at STORE (default: the 100k store ``bench.scale --papers 100000
 --approx-vectors`` built) in a fresh process and prints the process's anonymous RSS after each
 step: the client, opening both collections, one ``get`` by id on the paper records, one on the
-chunks, one dense query. Chroma loads a collection's segments (its HNSW vector index included) on
+chunks, one dense query, then the persisted BM25 index loaded as a service instance loads it. Chroma loads a collection's segments (its HNSW vector index included) on
 the first read of that collection, whatever the read: this is what an in-process store adds to a
 service instance, and what a ``chroma run`` server holds instead.
 """
@@ -56,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     steps.append((f"chunks read ({chunks.count()} chunks)", anon_rss_mib()))
     chunks.query(query_embeddings=[np.full(384, 1 / np.sqrt(384), dtype=np.float32)], n_results=5)
     steps.append(("a dense query", anon_rss_mib()))
+    from app.core import lexicon
+
+    pointer = lexicon.current(settings, args.collection)
+    if pointer is not None:
+        loaded = lexicon.load(settings, args.collection, pointer)
+        steps.append((f"BM25 index loaded ({len(loaded.rows)} rows, memory-mapped)", anon_rss_mib()))
     previous = 0.0
     for name, mib in steps:
         print(f"{name:45s} {mib:8.0f} MiB  (+{mib - previous:.0f})")
