@@ -2,6 +2,12 @@
 
 Time spent by the consumer between pieces (a slow client, say) is not the model's: the deadline is
 checked and enforced only while waiting for the next piece.
+
+The wait runs in the caller's own task (``asyncio.timeout``), not in a task of its own as
+``asyncio.wait_for`` would: when a client hangs up, sse-starlette cancels the reading task through
+an AnyIO cancel scope, which cancels again at every later await. With a task of its own, the
+source's ``__anext__`` was still running when it was closed ("aclose(): asynchronous generator is
+already running"), logged as an unexpected failure (tests/test_deadline.py).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ async def within_deadline(pieces: AsyncIterator[str], deadline: float) -> AsyncG
             if remaining <= 0:
                 raise TimeoutError
             try:
-                piece = await asyncio.wait_for(anext(pieces), remaining)
+                async with asyncio.timeout(remaining):
+                    piece = await anext(pieces)
             except StopAsyncIteration:
                 return
             yield piece

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from app.core.settings import Settings
 from app.retrieval.queries import Turn
 
 Message = Turn  # an LLM chat message has a conversation turn's shape
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ChatBackend",
@@ -225,6 +227,9 @@ class LocalBackend:
         )
         # llama.cpp contexts are not thread-safe: one generation at a time per model.
         self._lock = threading.Lock()
+        # Generations stopped before their end because their reader went away (a client hung up,
+        # the deadline passed): each one also logged.
+        self.stopped_early = 0
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -241,6 +246,8 @@ class LocalBackend:
             completion = 0
             for piece in pieces:
                 if stop.is_set():
+                    self.stopped_early += 1
+                    log.info("generation stopped after %d tokens: its reader went away", completion)
                     break
                 delta = piece["choices"][0].get("delta", {}).get("content")
                 if delta:
