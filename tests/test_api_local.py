@@ -121,10 +121,11 @@ def test_disconnect_stops_the_model(http: httpx.Client, local_services: Services
             first = next(sse_events(response.iter_lines()))
             assert first[0] == "sources", first
             generating = wait_until(backend._lock.locked, timeout_s=60)
-        # Hung up: the model stops soon, well before a long answer would be written ...
-        assert wait_until(lambda: not backend._lock.locked(), timeout_s=5), "kept generating"
+        # Hung up. The model checks for it at each token; reading a long prompt comes before the
+        # first one and takes seconds on a busy CPU, hence a bound far above a token's time.
+        assert wait_until(lambda: not backend._lock.locked(), timeout_s=120), "kept generating"
         if generating and backend.stopped_early == stopped + 1:
-            return  # ... and it was stopped, not done
+            return  # it was stopped, not done
         wait_until_idle(local_services)
     pytest.fail("the model ended every answer on its own before the client hung up")
 
