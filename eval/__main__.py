@@ -282,7 +282,11 @@ async def cmd_report(args: argparse.Namespace) -> int:
     previous = rp.read_rows(out / "questions.jsonl") if args.resume else []
     runner = Runner(base_settings(args), progress=not args.quiet)
     writer = rp.RowWriter(out / "questions.jsonl")
-    suite = Suite(runner, dev, test, args.chunk_sizes, writer, local_backend=args.llm_backend)
+    # More coverage tuning questions, with the same --ids/--types/--limit selection as dev and test.
+    extra = questions_for(args, "dev-coverage")
+    suite = Suite(
+        runner, dev, test, args.chunk_sizes, writer, local_backend=args.llm_backend, coverage_extra=extra
+    )
     suite.preload(previous)
     if args.resume and (out / "summary.json").is_file():
         suite.earlier_timing = json.loads((out / "summary.json").read_text(encoding="utf-8")).get(

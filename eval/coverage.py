@@ -18,7 +18,7 @@ from app.retrieval.coverage import FEATURES, CoverageModel, decide
 from app.retrieval.types import CoverageSignals
 
 Row = dict[str, Any]
-SIGNALS = ("names", "dense", "share", "bm25", "absent")
+SIGNALS = ("names", "dense", "share", "bm25", "absent", "dense_gap")
 # The grid the thresholds are chosen from (dev): wide enough to include "off" for each.
 FLOORS = tuple(round(0.25 + 0.01 * i, 2) for i in range(31))  # 0.25 .. 0.55
 MAX_ABSENT = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 1.0)
@@ -33,6 +33,7 @@ def signals_of(row: Row) -> CoverageSignals:
         share=float(s["share"]),
         bm25=float(s["bm25"]),
         absent=float(s["absent"]),
+        dense_gap=float(s.get("dense_gap", 0.0)),  # rows recorded before the signal existed: 0
         named=tuple(s.get("named") or ()),
     )
 
@@ -156,14 +157,22 @@ def fit_logistic(
     rows: Sequence[Row], leave_out: str | None = None, l2: float = 0.01, steps: int = 3000, rate: float = 1.0
 ) -> tuple[CoverageModel, Outcome]:
     """A logistic regression over the signals (classes weighted equally; plain gradient descent
-    on the log loss with a little L2), then the probability threshold that does best on ``rows``.
+    on the log loss with a little L2, over standardised signals so that one on a small scale, such
+    as ``dense_gap``, converges as fast as the others), then the probability threshold that does
+    best on ``rows``. The weights are returned on the signals' own scale.
 
     Named questions are left out of the fit: the name rule decides them before the model does.
     """
     features = [f for f in FEATURES if f != leave_out]
     use_names = leave_out != "names"
     train = [r for r in rows if not (use_names and signals_of(r).named)]
-    xs = [[getattr(signals_of(r), f) for f in features] for r in train]
+    raw = [[getattr(signals_of(r), f) for f in features] for r in train]
+    means = [sum(column) / len(column) for column in zip(*raw, strict=True)]
+    scales = [
+        math.sqrt(sum((v - m) ** 2 for v in column) / len(column)) or 1.0
+        for column, m in zip(zip(*raw, strict=True), means, strict=True)
+    ]
+    xs = [[(v - m) / sd for v, m, sd in zip(x, means, scales, strict=True)] for x in raw]
     ys = [0.0 if r["type"] == "out_of_scope" else 1.0 for r in train]
     n_pos, n_neg = sum(ys), len(ys) - sum(ys)
     sample_w = [0.5 / n_pos if y else 0.5 / n_neg for y in ys]
@@ -180,8 +189,10 @@ def fit_logistic(
             grad_b += sw * (p - y)
         w = [wi - rate * (gi + l2 * wi) for wi, gi in zip(w, grad_w, strict=True)]
         b -= rate * grad_b
+    w = [wi / sd for wi, sd in zip(w, scales, strict=True)]  # back to the signals' own scale
+    b -= sum(wi * m for wi, m in zip(w, means, strict=True))
     weights = tuple(round(w[features.index(f)], 3) if f in features else 0.0 for f in FEATURES)
-    base = CoverageModel(kind="logistic", weights=weights, bias=round(b, 3), use_names=use_names)  # type: ignore[arg-type]
+    base = CoverageModel(kind="logistic", weights=weights, bias=round(b, 3), use_names=use_names)
     best: tuple[CoverageModel, Outcome] | None = None
     for threshold in PROBABILITIES:
         model = replace(base, min_probability=threshold)

@@ -14,7 +14,7 @@ from ingest.parsers import corpus_files, read_file
 from ingest.pipeline import IngestSummary, dedupe
 
 QUESTIONS_DIR = Path(__file__).resolve().parent / "questions"
-SETS = ("dev", "test")
+SETS = ("dev", "test", "dev-coverage")  # dev-coverage: more tuning questions for the coverage decision
 QuestionType = Literal["lookup", "detail", "multi", "out_of_scope", "keyword", "followup", "named"]
 TYPES: tuple[str, ...] = ("lookup", "detail", "multi", "out_of_scope", "keyword", "followup", "named")
 PHRASINGS = ("what_is", "tell_me", "bare", "how_does", "which_proposes", "what_does", "problem")
@@ -117,12 +117,22 @@ def parse_question(obj: object, where: str) -> Question:
 
 
 def load_questions(name_or_path: str | Path) -> list[Question]:
-    """Load and validate a question set; ids must be unique within it."""
+    """Load and validate a question set; ids must be unique within it. ``a+b`` joins sets
+    (``dev+dev-coverage``: every tuning question), ids unique across them."""
+    parts = str(name_or_path).split("+") if str(name_or_path) not in SETS else [str(name_or_path)]
+    if len(parts) > 1:
+        joined = [q for part in parts for q in load_questions(part)]
+        seen: set[str] = set()
+        for question in joined:
+            if question.id in seen:
+                raise QuestionSetError(f"{name_or_path}: duplicate id {question.id!r} across the sets")
+            seen.add(question.id)
+        return joined
     path = set_path(name_or_path)
     if not path.is_file():
         raise QuestionSetError(f"{path}: no such question set")
     questions: list[Question] = []
-    seen: set[str] = set()
+    seen_ids: set[str] = set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -132,9 +142,9 @@ def load_questions(name_or_path: str | Path) -> list[Question]:
         except json.JSONDecodeError as exc:
             raise QuestionSetError(f"{where}: malformed JSON ({exc.msg})") from exc
         question = parse_question(obj, where)
-        if question.id in seen:
+        if question.id in seen_ids:
             raise QuestionSetError(f"{where}: duplicate id {question.id!r}")
-        seen.add(question.id)
+        seen_ids.add(question.id)
         questions.append(question)
     if not questions:
         raise QuestionSetError(f"{path}: no questions")

@@ -28,6 +28,7 @@ from eval.config import Config, default_config
 from eval.questions import Question
 from eval.runner import Row, Runner, config_record, run_all
 
+EXTRA = "dev-coverage"  # the set of more tuning questions for the coverage decision
 TIE = 0.01  # smallest margin ever required to move away from a shipped value
 CONDENSE_COST = {"off": 0, "concat": 1, "llm": 2}  # cheaper first on ties
 
@@ -83,9 +84,13 @@ class Suite:
         chunk_sizes: Sequence[int],
         sink,
         local_backend: str = "local",
+        coverage_extra: Sequence[Question] = (),
     ) -> None:
         self.runner = runner
         self.dev, self.test = list(dev), list(test)
+        # More tuning questions for the coverage decision only (eval/questions/dev-coverage.jsonl):
+        # the model is fitted on dev and these, never on test.
+        self.coverage_extra = list(coverage_extra)
         self.sink = sink
         self.default = default_config()
         # The shipped chunk size is always compared: the rules need it as the reference.
@@ -196,6 +201,8 @@ class Suite:
         )
         cond = self._pick_condense(condense)
         chosen = ex.with_(retrieval_mode=mode, chunk_size=chunk, condense_mode=cond)
+        if self.coverage_extra:
+            await self._run([chosen.with_(answers=False)], self.coverage_extra, EXTRA)
         coverage = self.fit_coverage(chosen)
         rec_k = {k: chosen.with_(top_k=k) for k in (3, 5, 8)}
         t = time.perf_counter()
@@ -348,14 +355,19 @@ class Suite:
             and self.configs[name].retrieval_mode == config.retrieval_mode
         )
 
+    def _extra_like(self, config: Config) -> list[Row]:
+        """The coverage tuning questions' rows for ``config``'s chunking and condensing (none when
+        the set is not used)."""
+        return self._rows_like(config, EXTRA) if self.coverage_extra else []
+
     def fit_coverage(self, config: Config) -> dict[str, Any]:
-        """Fit both coverage model kinds on the dev signals; the kind with the better 5-fold
+        """Fit both coverage model kinds on the dev signals (dev and dev-coverage); the kind with the better 5-fold
         cross-validated balanced accuracy is the one recommended, if it beats the shipped model on
         dev by more than one question's worth."""
         from app.retrieval.coverage import CoverageModel
         from eval import coverage as cv
 
-        rows = self._rows_like(config)
+        rows = self._rows_like(config) + self._extra_like(config)
         shipped = CoverageModel.from_settings(config.settings(self.runner.base))
         folds = cv.cross_validate(rows)
         kind = max(folds, key=lambda k: cv.rank_key(folds[k]))
@@ -368,6 +380,7 @@ class Suite:
         return {
             "chunk_size": config.chunk_size,
             "condense_mode": config.condense_mode,
+            "extra": bool(self._extra_like(config)),
             "cross_validated": folds,
             "fitted": fitted,
             "kind": kind,
@@ -385,15 +398,17 @@ class Suite:
         shipped = CoverageModel.from_settings(local_default.settings(self.runner.base))
         dev = self.rows[("dev", local_default.name)]
         test = self.rows[("test", local_default.name)]
+        extra = self._extra_like(local_default)
         return {
             "model": shipped,
+            "extra": cv.outcome_of(extra, shipped) if extra else None,
             "dev": cv.outcome_of(dev, shipped),
             "test": cv.outcome_of(test, shipped),
             "dev_types": cv.per_type(dev, shipped),
             "test_types": cv.per_type(test, shipped),
             "named_dev": cv.named_breakdown(dev, shipped),
             "named_test": cv.named_breakdown(test, shipped),
-            "ablation": cv.ablation(dev, test, shipped.kind),
+            "ablation": cv.ablation(dev + extra, test, shipped.kind),
         }
 
     def _reasons(self, grid, condense, coverage, rec_k, rec: Config, local_default: Config) -> list[str]:
@@ -532,6 +547,7 @@ def coverage_reason(coverage: dict[str, Any]) -> str:
     shipped, shipped_outcome = coverage["shipped"]
     model, outcome = coverage["fitted"][coverage["kind"]]
     same = coverage["recommended"] == shipped
+    tuned = "dev + dev-coverage" if coverage.get("extra") else "dev"
 
     def o(x: Any) -> str:
         return (
@@ -542,9 +558,9 @@ def coverage_reason(coverage: dict[str, Any]) -> str:
     return (
         f"**Coverage model `{coverage['recommended'].kind}`**: rule = of a logistic regression and a few "
         "threshold rules over the coverage signals, the kind with the better 5-fold cross-validated "
-        "balanced accuracy on dev ("
+        f"balanced accuracy on {tuned} ("
         + "; ".join(f"{k}: {o(v)}" for k, v in folds.items())
-        + f"), fitted on all of dev ({o(outcome)}); it replaces the shipped model only if it beats it on "
-        f"dev by more than one question's worth ({f(coverage['margin'])}); shipped: {o(shipped_outcome)}. "
+        + f"), fitted on all of {tuned} ({o(outcome)}); it replaces the shipped model only if it beats it "
+        f"there by more than one question's worth ({f(coverage['margin'])}); shipped: {o(shipped_outcome)}. "
         + ("The shipped model stays." if same else "**Change**: " + " ".join(cv.settings_lines(model)) + ".")
     )

@@ -126,7 +126,7 @@ def test_asks_about_the_name_or_merely_mentions_it() -> None:
 
 
 RULES = CoverageModel(kind="rules", relevance_floor=0.4, max_absent=0.3, min_share=0.8, min_bm25=0.4)
-LOGISTIC = CoverageModel(kind="logistic", weights=(2.0, 3.0, 1.0, -2.0), bias=-2.0, min_probability=0.5)
+LOGISTIC = CoverageModel(kind="logistic", weights=(2.0, 3.0, 1.0, -2.0, 0.0), bias=-2.0, min_probability=0.5)
 
 
 @pytest.mark.parametrize(
@@ -171,3 +171,48 @@ def test_the_settings_build_the_model() -> None:
     settings = hermetic_settings(coverage_model="rules", relevance_floor=0.3, coverage_weight_share=9.0)
     model = CoverageModel.from_settings(settings)
     assert model.kind == "rules" and model.relevance_floor == 0.3 and model.weights[1] == 9.0
+
+
+def test_the_dense_gap_weighs_in() -> None:
+    # z = -2 + 2*0.5 + 10*0.05 = -0.5 -> refused; a paper standing 0.2 above the rest: z = 1 -> covered
+    model = CoverageModel(kind="logistic", weights=(2.0, 0.0, 0.0, 0.0, 10.0), bias=-2.0)
+    assert not decide(CoverageSignals(dense=0.5, dense_gap=0.05), model).covered
+    assert decide(CoverageSignals(dense=0.5, dense_gap=0.2), model).covered
+    assert not decide(CoverageSignals(dense=0.5, dense_gap=0.2), model.without("dense_gap")).covered
+
+
+def test_dense_gap() -> None:
+    from app.retrieval.fusion import dense_gap
+
+    assert dense_gap({}) == 0.0
+    # one paper well above the next four (the rest do not count)
+    assert dense_gap({"a": 0.6, "b": 0.3, "c": 0.3, "d": 0.2, "e": 0.2, "f": 0.5, "g": 0.1}) == pytest.approx(
+        0.6 - (0.5 + 0.3 + 0.3 + 0.2) / 4
+    )
+    # papers about equally close: no gap
+    assert dense_gap({"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5, "e": 0.5}) == pytest.approx(0.0)
+    # fewer than five papers: the missing ones count 0
+    assert dense_gap({"a": 0.4, "b": 0.4}) == pytest.approx(0.4 - 0.4 / 4)
+
+
+def rows_of(samples: list[tuple[str, dict[str, float]]]) -> list[dict]:
+    base = {"dense": 0.5, "share": 0.5, "bm25": 0.5, "absent": 0.0, "dense_gap": 0.0, "named": []}
+    return [{"type": t, "signals": {**base, **s}, "ranked_titles": ["x"]} for t, s in samples]
+
+
+def test_the_logistic_fit_finds_a_signal_on_a_small_scale() -> None:
+    """Only dense_gap (a hundredth apart) tells the classes apart: the fit separates them, and the
+    weights it returns, on the signals' own scale (it fits standardised ones), decide as it did."""
+    from eval.coverage import fit_logistic, outcome_of
+
+    rows = rows_of(
+        [("lookup", {"dense_gap": 0.030 + 0.0002 * i, "dense": 0.3 + 0.05 * (i % 5)}) for i in range(20)]
+        + [
+            ("out_of_scope", {"dense_gap": 0.020 + 0.0002 * i, "dense": 0.3 + 0.05 * (i % 5)})
+            for i in range(20)
+        ]
+    )
+    model, outcome = fit_logistic(rows)
+    assert outcome.answerable_refused == 0 and outcome.out_of_scope_refused == 20
+    assert model.weights[4] > 10 * abs(model.weights[0])  # the gap carries the decision
+    assert outcome_of(rows, model) == outcome  # the returned weights decide as the fit did

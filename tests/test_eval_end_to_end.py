@@ -121,7 +121,9 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
     base, dev, test = small_index
     runner = Runner(base, embed_model=embed_model, progress=False, log=lambda _: None)
     writer = rp.RowWriter(tmp_path / "questions.jsonl")
-    suite = Suite(runner, dev, test, [200], writer, local_backend="extractive")
+    # A few coverage tuning questions (out-of-scope and answerable), fitted on with dev.
+    extra = select(load_questions("dev-coverage"), ids=["devc-001", "devc-031", "devc-039", "devc-040"])
+    suite = Suite(runner, dev, test, [200], writer, local_backend="extractive", coverage_extra=extra)
     try:
         result = await suite.run()
     finally:
@@ -137,7 +139,9 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
         "share",
         "bm25",
         "absent",
+        "dense_gap",
     ]
+    assert coverage["extra"] and coverage["held_out"]["extra"].answerable == 2
     summaries = [suite.summary(s, suite.configs[name]) for (s, name) in suite.rows]
     for summary in summaries:
         _in_unit_interval(summary)
@@ -149,6 +153,8 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
         "## Dev: answers",
         "## Test (held out): shipped defaults",
         "Partial run",
+        "Dev-coverage, shipped settings",
+        "dev + dev-coverage, 5-fold cross-validation",
     ):
         assert heading in document
     chart = rp.chart(summaries, tmp_path / "evaluation.png")

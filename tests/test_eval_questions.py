@@ -52,12 +52,30 @@ def test_key_facts_occur_in_a_gold_abstract(name: str, question_sets, corpus_dir
 def test_ids_are_unique_and_dev_and_test_share_none(question_sets) -> None:
     dev = [q.id for q in question_sets["dev"]]
     test = [q.id for q in question_sets["test"]]
+    extra = [q.id for q in question_sets["dev-coverage"]]
     assert len(dev) == len(set(dev)) == 95
     assert len(test) == len(set(test)) == 95
-    assert not set(dev) & set(test)
+    assert len(extra) == len(set(extra)) == 68
+    assert not set(dev) & set(test) and not set(extra) & (set(dev) | set(test))
+    assert len(load_questions("dev+dev-coverage")) == 95 + 68
 
 
-@pytest.mark.parametrize("name", SETS)
+def test_joined_sets_refuse_a_shared_id(tmp_path: Path) -> None:
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps(GOOD) + "\n", encoding="utf-8")
+    with pytest.raises(QuestionSetError, match="duplicate id 'x-1' across the sets"):
+        load_questions(f"{one}+{one}")
+
+
+def test_the_coverage_tuning_set_mix(question_sets) -> None:
+    """dev-coverage: out-of-scope questions (mostly near-topic) and answerable ones asked the same way."""
+    extra = question_sets["dev-coverage"]
+    counts = {t: sum(q.type == t for q in extra) for t in TYPES if any(q.type == t for q in extra)}
+    assert counts == {"lookup": 21, "multi": 9, "out_of_scope": 38}
+    assert sum(bool(q.near_topic) for q in extra if q.type == "out_of_scope") == 30
+
+
+@pytest.mark.parametrize("name", ["dev", "test"])
 def test_type_mix_is_as_documented(name: str, question_sets) -> None:
     counts = {t: sum(q.type == t for q in question_sets[name]) for t in TYPES}
     assert counts == {

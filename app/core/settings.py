@@ -75,13 +75,15 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1)
     relevance_floor: float = 0.397
     coverage_model: Literal["logistic", "rules"] = "logistic"
-    # Fitted on the dev questions by `python -m eval calibrate` (docs/evaluation.md, "Coverage").
-    coverage_weight_dense: float = 1.788
-    coverage_weight_share: float = 2.682
-    coverage_weight_bm25: float = 1.364
-    coverage_weight_absent: float = -2.301
-    coverage_bias: float = -1.78
-    coverage_min_probability: float = Field(0.475, ge=0.0, le=1.0)
+    # Fitted on the tuning questions by `python -m eval calibrate --set dev+dev-coverage`
+    # (docs/evaluation.md, "Coverage").
+    coverage_weight_dense: float = 6.256
+    coverage_weight_share: float = 4.296
+    coverage_weight_bm25: float = 4.113
+    coverage_weight_absent: float = -3.916
+    coverage_weight_dense_gap: float = 23.887
+    coverage_bias: float = -5.95
+    coverage_min_probability: float = Field(0.525, ge=0.0, le=1.0)
     coverage_max_absent: float = Field(1.0, ge=0.0, le=1.0)
     coverage_min_share: float = Field(1.01, ge=0.0, le=1.01)
     coverage_min_bm25: float = Field(1.01, ge=0.0, le=1.01)

@@ -7,12 +7,14 @@ The signals (:class:`~app.retrieval.types.CoverageSignals`, computed by ``PaperR
 - ``share``: the IDF-weighted share of the question's terms found in the best of the top papers;
 - ``bm25``: a top paper's BM25 score over the most the question's terms could score (0 to 1);
 - ``absent``: the IDF-weighted share of the question's terms that no chunk of the corpus holds;
+- ``dense_gap``: how far the closest paper stands out: its best cosine minus the mean of the next
+  four papers' (among the dense candidates);
 - ``named``: the papers the question asks for by name ("What is Linformer?").
 
 The decision (:func:`decide`):
 
 1. a question that asks for a paper by name is covered;
-2. else a small logistic regression over the four numbers says how likely the corpus covers it;
+2. else a small logistic regression over the five numbers says how likely the corpus covers it;
    covered from ``coverage_min_probability`` on (``PAPERQA_COVERAGE_MODEL=logistic``, the default),
    or, with ``PAPERQA_COVERAGE_MODEL=rules``: covered when the dense similarity clears
    ``relevance_floor`` and at most ``coverage_max_absent`` of the question's vocabulary is missing
@@ -34,7 +36,7 @@ from app.core.settings import Settings
 from app.retrieval.types import CoverageSignals, RetrievalResult, Suggestion
 
 CoverageModelKind = Literal["logistic", "rules"]
-FEATURES = ("dense", "share", "bm25", "absent")
+FEATURES = ("dense", "share", "bm25", "absent", "dense_gap")
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class CoverageModel:
 
     kind: CoverageModelKind = "logistic"
     # logistic: P(covered) = sigmoid(bias + sum(weight_f * signal_f))
-    weights: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # FEATURES order
+    weights: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)  # FEATURES order
     bias: float = 0.0
     min_probability: float = 0.5
     # rules
@@ -70,6 +72,7 @@ class CoverageModel:
                 settings.coverage_weight_share,
                 settings.coverage_weight_bm25,
                 settings.coverage_weight_absent,
+                settings.coverage_weight_dense_gap,
             ),
             bias=settings.coverage_bias,
             min_probability=settings.coverage_min_probability,

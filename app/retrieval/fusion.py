@@ -45,6 +45,17 @@ def group_by_paper(passages: Sequence[Passage], top_k: int, per_paper: int) -> l
     return hits[:top_k]
 
 
+def dense_gap(paper_cosines: dict[str, float], others: int = 4) -> float:
+    """How far the closest paper stands out: its best cosine minus the mean best cosine of the
+    next ``others`` papers (missing ones count 0). A question the corpus answers tends to have one
+    paper well above the rest; one it lacks, many papers about equally (un)related."""
+    ranked = sorted(paper_cosines.values(), reverse=True)
+    if not ranked:
+        return 0.0
+    rest = ranked[1 : 1 + others] + [0.0] * max(0, others - len(ranked) + 1)
+    return ranked[0] - sum(rest) / others
+
+
 def cosine_from_chroma(similarity: float) -> float:
     """LlamaIndex's Chroma store reports ``exp(-distance)``; cosine distance is ``1 - cos``."""
     return 1.0 + math.log(max(similarity, 1e-12))

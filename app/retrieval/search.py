@@ -7,7 +7,8 @@ over ``ChromaVectorStore`` (scores as cosine similarity), the BM25 side is
 chunks per paper. A follow-up's queries are fused with per-query weights, which the LlamaIndex
 fusion cannot do; :func:`app.retrieval.fusion.rrf` does that (docs/evaluation.md, "Fusion").
 
-The relevance floor reads the best dense cosine similarity between the question and any chunk.
+The relevance floor reads the best dense cosine similarity between the question and any chunk; the
+coverage decision also reads how far the closest paper stands out (:func:`~app.retrieval.fusion.dense_gap`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from app.core.chunks import PUBLIC_METADATA, stored_chunk_node
 from app.core.names import asks_about
 from app.core.settings import RetrievalMode, Settings
 from app.retrieval.coverage import CoverageSignals
-from app.retrieval.fusion import cosine_from_chroma, group_by_paper, rrf
+from app.retrieval.fusion import cosine_from_chroma, dense_gap, group_by_paper, rrf
 from app.retrieval.lexical import LexicalIndex
 from app.retrieval.types import PaperHit, Passage, RetrievalResult
 
@@ -37,6 +38,7 @@ class DenseRetriever(BaseRetriever):
         super().__init__()
         self._index, self._k = index, k
         self.cosines: dict[str, float] = {}
+        self.paper_cosines: dict[str, float] = {}  # best cosine per paper among the candidates
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         hits = self._index.as_retriever(similarity_top_k=self._k).retrieve(query_bundle)
@@ -45,6 +47,8 @@ class DenseRetriever(BaseRetriever):
             cosine = cosine_from_chroma(hit.score or 0.0)
             node = stored_chunk_node(hit.node.node_id, hit.node.get_content(), hit.node.metadata)
             self.cosines[node.node_id] = max(cosine, self.cosines.get(node.node_id, -1.0))
+            paper = str(node.metadata.get("paper_id", node.node_id))
+            self.paper_cosines[paper] = max(cosine, self.paper_cosines.get(paper, -1.0))
             out.append(NodeWithScore(node=node, score=cosine))
         return out
 
@@ -195,6 +199,7 @@ class PaperRetriever(BaseRetriever):
             share=max(evidence.share.values(), default=0.0),
             bm25=max(evidence.bm25.values(), default=0.0),
             absent=evidence.absent,
+            dense_gap=dense_gap(dense.paper_cosines),
             named=tuple(named),
         )
         return RetrievalResult(hits=hits, mode=mode, queries=queries, top_similarity=top, signals=signals)

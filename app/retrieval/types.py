@@ -47,6 +47,7 @@ class CoverageSignals:
     share: float = 0.0
     bm25: float = 0.0
     absent: float = 1.0
+    dense_gap: float = 0.0
     named: tuple[str, ...] = field(default_factory=tuple)
 
     def as_dict(self) -> dict[str, Any]:
