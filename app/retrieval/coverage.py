@@ -21,8 +21,8 @@ The decision (:func:`decide`):
    from the corpus, or when the lexical evidence alone is strong (``share`` and ``bm25`` over their
    thresholds).
 
-The weights and thresholds are settings (``PAPERQA_COVERAGE_*``), fitted on the dev questions by
-``python -m eval calibrate``; docs/evaluation.md ("Coverage") shows how both models and each signal
+The weights and thresholds are settings (``PAPERQA_COVERAGE_*``), fitted on the tuning questions by
+``python -m eval calibrate --set dev+dev-coverage``; docs/evaluation.md ("Coverage") shows how both models and each signal
 do on dev and test. Pure functions, tested without a model.
 """
 
