@@ -165,7 +165,7 @@ def section_search(r: dict[str, Any]) -> str:
         "dense query: its similarity is a coverage signal). The rest of a request's time is HTTP, "
         "middleware and JSON."
         + (
-            f" Of a hybrid search, the coverage decision (names, the top papers' lexical evidence, the "
+            f" Of a hybrid search, the coverage decision (names, the top papers' lexical evidence, the closest paper's lead, the "
             f"model) takes {inside['coverage_decision_ms']} ms — target at most 2 ms: "
             f"{verdict(inside['coverage_decision_ms'], 2)}."
             if "coverage_decision_ms" in inside

@@ -101,8 +101,10 @@ def in_process(backend: str, queries: list[str]) -> dict:
         out[f"search_{mode}_ms"] = median_ms(lambda q, m=mode: retriever.search([q], mode=m))
 
     # The coverage decision's own share of a hybrid search: name matching, the lexical evidence
-    # of the top papers, and the decision (app.retrieval.coverage), on the papers search found.
+    # of the top papers, the closest paper's lead (dense_gap) and the decision
+    # (app.retrieval.coverage), on the papers search found.
     from app.retrieval.coverage import CoverageModel, coverage_of
+    from app.retrieval.fusion import dense_gap
 
     model_of = CoverageModel.from_settings(settings)
     found = {q: retriever.search([q]) for q in queries}
@@ -110,6 +112,7 @@ def in_process(backend: str, queries: list[str]) -> dict:
     def decision(query: str) -> None:
         retriever.named_papers([query])
         retriever.lexical.term_evidence(query, [h.paper_id for h in found[query].hits[:3]])
+        dense_gap({h.paper_id: h.best_dense or 0.0 for h in found[query].hits})
         coverage_of(found[query], model_of)
 
     out["coverage_decision_ms"] = median_ms(decision)
