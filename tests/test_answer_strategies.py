@@ -100,3 +100,20 @@ async def test_generate_streams_only_checked_sentences(contract_services: Servic
     [unsupported] = done.unsupported
     assert unsupported.action == "replaced" and "9.5" in unsupported.reason
     assert unsupported.replacement and unsupported.replacement.split(": ", 1)[1] in streamed
+
+
+async def test_no_sentence_passing_the_check_is_a_refusal_not_an_empty_answer(
+    contract_services: Services, monkeypatch
+) -> None:
+    """When not one sentence passes the claim check, not even the evidence (a checker fault once
+    did this to "What is Swin Transformer V2?"), the answer is a refusal that says so, with the
+    papers found offered as suggestions, never an empty text presented as an answer."""
+    from app.answering import strategies
+    from app.answering.claims import Verdict
+
+    monkeypatch.setattr(strategies, "judge", lambda *args, **kwargs: Verdict(False, "refused by the test"))
+    result = await answer(contract_services)
+    assert result.refused and result.answer == contract_services.prompts.no_answer
+    assert result.coverage == "no sentence of the papers found passed the claim check"
+    assert result.suggestions and not result.citations
+    assert result.unsupported and all(u.reason == "refused by the test" for u in result.unsupported)

@@ -165,6 +165,15 @@ def test_select_papers() -> None:
     assert select_papers("x", [empty], [], 0.85) == []
 
 
+def test_retrieval_first_paper_is_always_covered() -> None:
+    """The evidence score reads one sentence; retrieval ranks whole papers. A later paper whose
+    sentence scores higher never pushes out retrieval's first."""
+    found = [evidence("a", "A: x", 0.5), evidence("b", "B: x", 0.9), evidence("c", "C: x", 0.2)]
+    assert [e.paper_id for e in select_papers("Which paper does x?", found, [], 0.7, 0.85)] == ["a"]
+    assert [e.paper_id for e in select_papers("Which papers do x?", found, [], 0.7, 0.85)] == ["a", "b"]
+    assert [e.paper_id for e in select_papers("x keyword query", found, [], 0.7, 0.85)] == ["a", "b"]
+
+
 # --- the claim check ----------------------------------------------------------------------------------
 def test_answer_sentences_and_markers() -> None:
     text = "RepQ-ViT [1]: It reaches 75.6%. Another one [2][3].\n- Third [1]."
@@ -194,6 +203,15 @@ def test_missing_facts() -> None:
     assert missing_facts("NoisyQuant reaches 75.6% [1].", [abstract]) == ["NoisyQuant"]  # an invented name
     assert missing_facts("It trains for 1000 steps [1].", [abstract]) == []
     assert missing_facts("It reaches 5% [1].", [abstract]) == ["5"]  # "5" only inside "75.6"
+
+
+def test_a_number_glued_to_a_word_is_not_split() -> None:
+    """An abstract's "1,536$\\times$1,536" reaches us as "1,536times1,536": its second half is no
+    number of its own ("536" is in no abstract), so its own sentence must pass (an answer to "What
+    is Swin Transformer V2?" was emptied by it)."""
+    sentence = "Images of up to 1,536times1,536 resolution [1]."
+    assert "1536" in facts(sentence) and "536" not in facts(sentence)
+    assert missing_facts(sentence, ["It trains on images of up to 1,536times1,536 resolution."]) == []
 
 
 def sentence(text: str) -> AnswerSentence:

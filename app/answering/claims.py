@@ -39,7 +39,8 @@ from app.core.records import normalize_title
 from app.core.text import sentence_spans
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
+# Not after a letter, digit, "." or "," (the tail of "1,536times1,536" is no number of its own).
+_NUMBER = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)*")
 _QUOTED = re.compile(r"[\"“”]([^\"“”\n]{2,80})[\"“”]")
 _WORD = re.compile(r"[^\W_]+(?:[-.'’][^\W_]+)*")
 # Capitalised words that are not names: sentence openers, and acronyms every abstract uses.

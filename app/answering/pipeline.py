@@ -237,6 +237,25 @@ class Answerer:
         final = finalize("".join(parts).strip(), [s.title for s in sources], [e.abstract for e in evidence])
         text, cited, dropped = await self._final_check(final, ctx)
         timings.total_ms = _ms(started)
+        if not text.strip():
+            # Not one sentence passed the claim check, not even the evidence: never an empty answer
+            # presented as one; a refusal that says so, the papers found offered as suggestions.
+            yield DoneEvent(
+                AnswerResult(
+                    answer=self.prompts.no_answer,
+                    refused=True,
+                    coverage="no sentence of the papers found passed the claim check",
+                    suggestions=suggestions_for(retrieval, self.settings.suggestions),
+                    backend=backend_name,
+                    strategy=strategy,
+                    unsupported=ctx.unsupported,
+                    fallback_reason=fallback,
+                    usage=token_usage(ctx, strategy, backend_name),
+                    timings=timings,
+                    **base,
+                )
+            )
+            return
         yield DoneEvent(
             AnswerResult(
                 answer=text,
