@@ -115,5 +115,5 @@ async def test_no_sentence_passing_the_check_is_a_refusal_not_an_empty_answer(
     result = await answer(contract_services)
     assert result.refused and result.answer == contract_services.prompts.no_answer
     assert result.coverage == "no sentence of the papers found passed the claim check"
-    assert result.suggestions and not result.citations
+    assert result.suggestions and result.sources and not result.citations
     assert result.unsupported and all(u.reason == "refused by the test" for u in result.unsupported)

@@ -239,11 +239,13 @@ class Answerer:
         timings.total_ms = _ms(started)
         if not text.strip():
             # Not one sentence passed the claim check, not even the evidence: never an empty answer
-            # presented as one; a refusal that says so, the papers found offered as suggestions.
+            # presented as one; a refusal that says so, the papers found offered as suggestions
+            # (the sources read stay listed, as the stream already sent them).
             yield DoneEvent(
                 AnswerResult(
                     answer=self.prompts.no_answer,
                     refused=True,
+                    sources=sources,
                     coverage="no sentence of the papers found passed the claim check",
                     suggestions=suggestions_for(retrieval, self.settings.suggestions),
                     backend=backend_name,
