@@ -367,7 +367,8 @@ class Suite:
         from app.retrieval.coverage import CoverageModel
         from eval import coverage as cv
 
-        rows = self._rows_like(config) + self._extra_like(config)
+        extra = self._extra_like(config)
+        rows = self._rows_like(config) + extra
         shipped = CoverageModel.from_settings(config.settings(self.runner.base))
         folds = cv.cross_validate(rows)
         kind = max(folds, key=lambda k: cv.rank_key(folds[k]))
@@ -380,7 +381,7 @@ class Suite:
         return {
             "chunk_size": config.chunk_size,
             "condense_mode": config.condense_mode,
-            "extra": bool(self._extra_like(config)),
+            "extra": bool(extra),
             "cross_validated": folds,
             "fitted": fitted,
             "kind": kind,

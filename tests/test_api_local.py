@@ -140,6 +140,4 @@ def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
 
 
 def wait_until_idle(services: Services, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while services.backend._lock.locked() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: not services.backend._lock.locked(), timeout_s)

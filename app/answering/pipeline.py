@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -160,15 +161,7 @@ class Answerer:
             yield SourcesEvent([])
             timings.total_ms = _ms(started)
             yield DoneEvent(
-                AnswerResult(
-                    answer=self.prompts.no_answer,
-                    refused=True,
-                    coverage=coverage.reason,
-                    suggestions=suggestions_for(retrieval, self.settings.suggestions),
-                    backend="none",
-                    timings=timings,
-                    **base,
-                )
+                self._refusal(retrieval, coverage.reason, backend="none", timings=timings, **base)
             )
             return
 
@@ -242,12 +235,10 @@ class Answerer:
             # presented as one; a refusal that says so, the papers found offered as suggestions
             # (the sources read stay listed, as the stream already sent them).
             yield DoneEvent(
-                AnswerResult(
-                    answer=self.prompts.no_answer,
-                    refused=True,
+                self._refusal(
+                    retrieval,
+                    "no sentence of the papers found passed the claim check",
                     sources=sources,
-                    coverage="no sentence of the papers found passed the claim check",
-                    suggestions=suggestions_for(retrieval, self.settings.suggestions),
                     backend=backend_name,
                     strategy=strategy,
                     unsupported=ctx.unsupported,
@@ -274,6 +265,16 @@ class Answerer:
                 timings=timings,
                 **base,
             )
+        )
+
+    def _refusal(self, retrieval: RetrievalResult, reason: str, **fields: Any) -> AnswerResult:
+        """The refused answer: the no-answer text, why, and the closest papers as suggestions."""
+        return AnswerResult(
+            answer=self.prompts.no_answer,
+            refused=True,
+            coverage=reason,
+            suggestions=suggestions_for(retrieval, self.settings.suggestions),
+            **fields,
         )
 
     async def find_evidence(self, question: str, retrieval: RetrievalResult) -> list[PaperEvidence]:
