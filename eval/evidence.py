@@ -1,12 +1,14 @@
-"""``python -m eval evidence``: how the evidence settings were chosen (dev only).
+"""``python -m eval evidence``: how the evidence settings were chosen (tuning sets only).
 
 For every answerable question, the papers retrieval gives the answer (the service's own search),
-their abstracts' sentences and the parts of each sentence's score (MiniLM similarity, lexical
-share, number, name) are computed once; then a grid of the evidence and paper-selection settings
-is replayed over them, no model needed: for each setting, the share of one-paper questions whose
-gold paper the answer would cite, the citation precision, the citation recall on "which papers"
-questions and the share of key facts of detail questions the evidence states. The best mean of
-the four (ties: fewer sentences) is printed with its ``PAPERQA_*`` lines.
+their abstracts' sentences and what each sentence's score is made of (MiniLM similarity to the
+question and to each part it asks, lexical terms) are computed once; then a grid of the evidence
+and paper-selection settings is replayed over them with the service's own functions
+(:func:`app.answering.evidence.score_paper`, :func:`app.answering.compose.select_papers`), no
+model needed: for each setting, the share of one-paper questions whose gold paper the answer would
+cite, the citation precision, the citation recall on "which papers" questions and the share of key
+facts of detail questions the evidence states. The best mean of the four (ties: fewer sentences)
+is printed with its ``PAPERQA_*`` lines.
 """
 
 from __future__ import annotations
@@ -16,8 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.answering.compose import asks_for_many, asks_for_one
-from app.answering.evidence import Weights, choose, cosine, lexical_share, question_focus, score_sentence
+from app.answering.compose import asks_for_many, select_papers
+from app.answering.evidence import (
+    Asked,
+    PaperEvidence,
+    Sentence,
+    Weights,
+    asked,
+    cosine,
+    score_paper,
+)
 from app.core.records import normalize_title
 from app.core.text import sentence_spans
 
@@ -27,10 +37,11 @@ GRID = {
     "name": (0.0, 0.1, 0.2),
     "sentences": (2, 3),
     "second_ratio": (0.4, 0.5, 0.6, 0.8),
-    "paper_ratio": (0.6, 0.7, 0.8),
+    "paper_ratio": (0.5, 0.6, 0.7, 0.8),
     "paper_ratio_default": (0.85, 0.9, 1.0),
     "many_k": (5, 6, 8, 10),  # papers retrieved for a question asking for several
 }
+SCORING = ("lexical", "number", "name", "sentences", "second_ratio")  # what the evidence depends on
 
 
 @dataclass
@@ -39,8 +50,8 @@ class PaperFeatures:
     paper_id: str
     sentences: list[str]
     dense: list[float]
+    part_dense: list[list[float]]
     tokens: list[set[str]]
-    texts_lower: list[str]
 
 
 @dataclass
@@ -50,7 +61,7 @@ class QuestionFeatures:
     gold: set[str]
     facts: list[str]
     named: list[str]
-    terms: dict[str, float]
+    asked: Asked
     papers: list[PaperFeatures]  # retrieval's first max(GRID["many_k"]) papers, in its order
     top_k: int  # the papers an answer reads when the question does not ask for several
 
@@ -73,7 +84,9 @@ def features(services: Any, questions: Sequence[Any], settings: Any) -> list[Que
         found = services.papers.get(ids=[h.paper_id for h in result.hits], include=["documents"])
         abstracts = dict(zip(found["ids"], found["documents"], strict=True))
         question = q.messages[-1]["content"]
+        view = asked(question, lexical)
         vector = model.get_query_embedding(question)
+        part_vectors = [model.get_text_embedding(p) for p in view.parts]
         papers = []
         for hit in result.hits:
             text = abstracts.get(hit.paper_id) or ""
@@ -85,8 +98,8 @@ def features(services: Any, questions: Sequence[Any], settings: Any) -> list[Que
                     hit.paper_id,
                     sentences,
                     [cosine(vector, v) for v in vectors],
+                    [[cosine(p, v) for v in vectors] for p in part_vectors],
                     [set(lexical.tokens(s)) for s in sentences],
-                    [s.lower() for s in sentences],
                 )
             )
         out.append(
@@ -96,7 +109,7 @@ def features(services: Any, questions: Sequence[Any], settings: Any) -> list[Que
                 {normalize_title(t) for t in q.gold_titles},
                 list(q.key_facts),
                 list(result.signals.named),
-                {t: lexical.idf(t) for t in dict.fromkeys(lexical.tokens(question))},
+                view,
                 papers,
                 settings.top_k,
             )
@@ -104,53 +117,44 @@ def features(services: Any, questions: Sequence[Any], settings: Any) -> list[Que
     return out
 
 
-def replay(data: Sequence[QuestionFeatures], setting: dict[str, float]) -> dict[str, float]:
-    """What the answers would cite and state with ``setting`` (pure)."""
+def paper_evidence(q: QuestionFeatures, setting: dict[str, float]) -> list[PaperEvidence]:
+    """Every paper's evidence under ``setting``, as the service builds it (no abstract text)."""
     weights = Weights(1.0, setting["lexical"], setting["number"], setting["name"])
+    out = []
+    for p in q.papers:
+        scores, chosen = score_paper(
+            q.asked,
+            p.sentences,
+            p.dense,
+            p.part_dense,
+            p.tokens,
+            weights,
+            int(setting["sentences"]),
+            setting["second_ratio"],
+        )
+        sentences = tuple(Sentence(s, 0, len(s)) for s in p.sentences)
+        out.append(PaperEvidence(p.paper_id, p.title, "", sentences, scores, chosen))
+    return out
+
+
+def replay(
+    data: Sequence[QuestionFeatures],
+    setting: dict[str, float],
+    evidence: Sequence[list[PaperEvidence]] | None = None,
+) -> dict[str, float]:
+    """What the answers would cite and state with ``setting`` (pure); ``evidence[i]``, if given,
+    is :func:`paper_evidence` of question ``i`` under the same scoring settings."""
     single = single_n = precision_hits = precision_n = recall = recall_n = facts = facts_n = sentences = 0.0
-    for q in data:
-        focus = question_focus(q.question)
-        total = sum(q.terms.values()) or 1.0
-        chosen = []
-        many = asks_for_many(q.question)
-        for p in q.papers[: int(setting["many_k"]) if many else q.top_k]:
-            tokens = [t & set(q.terms) for t in p.tokens]
-            scores = [
-                score_sentence(d, lexical_share(q.terms, t), s, focus, weights)
-                for d, t, s in zip(p.dense, tokens, p.sentences, strict=True)
-            ]
-
-            def marginal(
-                i: int,
-                covered: set[str],
-                _d=p.dense,
-                _t=tokens,
-                _s=p.sentences,
-                _q=q.terms,
-                _n=total,
-                _f=focus,
-            ) -> float:
-                added = sum(w for t, w in _q.items() if t in _t[i] and t not in covered) / _n
-                return score_sentence(_d[i], added, _s[i], _f, weights)
-
-            picked = choose(
-                scores, int(setting["sentences"]), setting["second_ratio"], marginal, tokens.__getitem__
-            )
-            if picked:
-                chosen.append((p, scores[picked[0]], picked))
-        if not chosen:
+    for index, q in enumerate(data):
+        found = evidence[index] if evidence is not None else paper_evidence(q, setting)
+        found = found[: int(setting["many_k"]) if asks_for_many(q.question) else q.top_k]
+        selected = select_papers(
+            q.question, found, q.named, setting["paper_ratio"], setting["paper_ratio_default"]
+        )
+        if not selected:
             continue
-        best = max(c[1] for c in chosen)
-        named = set(q.named)
-        if named and any(p.paper_id in named for p, _, _ in chosen):
-            selected = [c for c in chosen if c[0].paper_id in named]
-        elif asks_for_one(q.question):
-            selected = [max(chosen, key=lambda c: c[1])]
-        else:
-            bar = setting["paper_ratio"] if many else setting["paper_ratio_default"]
-            selected = [c for c in chosen if c[1] >= bar * best]
-        cited = [normalize_title(p.title) for p, _, _ in selected]
-        sentences += sum(len(picked) for _, _, picked in selected)
+        cited = [normalize_title(e.title) for e in selected]
+        sentences += sum(len(e.chosen) for e in selected)
         precision_hits += sum(c in q.gold for c in cited)
         precision_n += len(cited)
         if len(q.gold) == 1:
@@ -160,7 +164,7 @@ def replay(data: Sequence[QuestionFeatures], setting: dict[str, float]) -> dict[
             recall_n += 1
             recall += len(q.gold & set(cited)) / len(q.gold)
         if q.type == "detail":
-            stated = " ".join(p.texts_lower[i] for p, _, picked in selected for i in picked)
+            stated = " ".join(s.text.lower() for e in selected for s in e.evidence)
             facts_n += len(q.facts)
             facts += sum(f.lower() in stated for f in q.facts)
     figures = {
@@ -175,12 +179,17 @@ def replay(data: Sequence[QuestionFeatures], setting: dict[str, float]) -> dict[
 
 
 def sweep(data: Sequence[QuestionFeatures]) -> list[tuple[dict[str, float], dict[str, float]]]:
-    """Every setting of :data:`GRID`, best first (ties: fewer sentences per answer)."""
+    """Every setting of :data:`GRID`, best first (ties: fewer sentences per answer). The evidence
+    is built once per scoring setting, the paper selection replayed over it."""
     keys = list(GRID)
+    selection = [k for k in keys if k not in SCORING]
     results = []
-    for values in itertools.product(*(GRID[k] for k in keys)):
-        setting = dict(zip(keys, values, strict=True))
-        results.append((setting, replay(data, setting)))
+    for scoring in itertools.product(*(GRID[k] for k in SCORING)):
+        base = dict(zip(SCORING, scoring, strict=True))
+        evidence = [paper_evidence(q, base) for q in data]
+        for values in itertools.product(*(GRID[k] for k in selection)):
+            setting = {**base, **dict(zip(selection, values, strict=True))}
+            results.append(({k: setting[k] for k in keys}, replay(data, setting, evidence)))
     results.sort(key=lambda r: (-round(r[1]["score"], 6), r[1]["sentences_per_answer"]))
     return results
 

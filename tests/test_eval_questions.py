@@ -53,11 +53,14 @@ def test_ids_are_unique_and_dev_and_test_share_none(question_sets) -> None:
     dev = [q.id for q in question_sets["dev"]]
     test = [q.id for q in question_sets["test"]]
     extra = [q.id for q in question_sets["dev-coverage"]]
+    answers = [q.id for q in question_sets["dev-answers"]]
     assert len(dev) == len(set(dev)) == 95
     assert len(test) == len(set(test)) == 95
     assert len(extra) == len(set(extra)) == 68
+    assert len(answers) == len(set(answers)) == 60
     assert not set(dev) & set(test) and not set(extra) & (set(dev) | set(test))
-    assert len(load_questions("dev+dev-coverage")) == 95 + 68
+    assert not set(answers) & (set(dev) | set(test) | set(extra))
+    assert len(load_questions("dev+dev-coverage+dev-answers")) == 95 + 68 + 60
 
 
 def test_joined_sets_refuse_a_shared_id(tmp_path: Path) -> None:
@@ -73,6 +76,15 @@ def test_the_coverage_tuning_set_mix(question_sets) -> None:
     counts = {t: sum(q.type == t for q in extra) for t in TYPES if any(q.type == t for q in extra)}
     assert counts == {"lookup": 21, "multi": 9, "out_of_scope": 38}
     assert sum(bool(q.near_topic) for q in extra if q.type == "out_of_scope") == 30
+
+
+def test_the_answers_tuning_set_mix(question_sets) -> None:
+    """dev-answers: detail questions with key facts, lookups, "which papers" questions."""
+    extra = question_sets["dev-answers"]
+    counts = {t: sum(q.type == t for q in extra) for t in TYPES if any(q.type == t for q in extra)}
+    assert counts == {"detail": 30, "lookup": 18, "multi": 12}
+    assert all(q.key_facts for q in extra if q.type == "detail")
+    assert all(2 <= len(q.gold_titles) <= 6 for q in extra if q.type == "multi")
 
 
 @pytest.mark.parametrize("name", ["dev", "test"])

@@ -24,13 +24,18 @@ from app.answering.compose import (
     third_person,
 )
 from app.answering.evidence import (
+    Asked,
     PaperEvidence,
     Sentence,
     Weights,
+    asking_clause,
     choose,
+    gives_new_name,
     has_number,
     lexical_share,
     question_focus,
+    question_parts,
+    score_paper,
     score_sentence,
 )
 from app.core.text import sentence_spans, split_sentences
@@ -100,6 +105,70 @@ def test_choose_adds_the_sentence_that_answers_the_rest_of_the_question() -> Non
     assert choose(scores, 3, 0.5, marginal, terms.__getitem__) == (0, 2, 1)
     assert choose(scores, 2, 0.5, marginal, terms.__getitem__) == (0, 2)
     assert choose(scores, 3, 0.95, marginal, terms.__getitem__) == (0,)
+
+
+def test_question_parts_split_what_a_question_asks() -> None:
+    """Each thing asked, as its asking clause: what the question says about the paper (which
+    identifies it, and which every sentence of its abstract repeats) is left out."""
+    assert question_parts("What accuracy does RepQ-ViT reach, and on which benchmark was it tested?") == [
+        "What accuracy does RepQ-ViT reach",
+        "on which benchmark was it tested?",
+    ]
+    assert question_parts(
+        "In the work on deep Transformer language models for ASR, which task were the experiments run "
+        "on, and did those models need positional encoding?"
+    ) == ["which task were the experiments run on", "did those models need positional encoding?"]
+    # A statement about the paper, then the question; a wh-word inside a question asks there.
+    assert question_parts("The Zipformer encoder comes with its own optimizer. What is it called?") == [
+        "What is it called?"
+    ]
+    assert question_parts(
+        "The model that applies a transformer layer recurrently was evaluated on which dataset of books?"
+    ) == ["on which dataset of books?"]
+    # A statement's "how" asks nothing; "Which paper is that?" asks for the paper, not a fact.
+    assert question_parts("It studies how features combine. Which paper is that?") == [
+        "It studies how features combine. Which paper is that?"
+    ]
+    # One plain question, or a too-short tail ("..., and how?"): the question itself.
+    plain = "Which papers quantize vision transformers after training, and how?"
+    assert question_parts(plain) == [plain]
+    assert asking_clause("For the DeiT paper, how long does training take?") == "how long does training take?"
+    assert asking_clause("The Zipformer comes with an optimizer.", question_mark=False) is None
+
+
+def test_name_and_number_asks() -> None:
+    focus = question_focus("The Zipformer has its own optimizer. What are those two called?")
+    assert focus.wants_name
+    assert gives_new_name("We also propose a new optimizer, called ScaledAdam.", focus)
+    assert not gives_new_name("We describe a better transformer, called Zipformer.", focus)
+    assert question_focus("What is the name of the method?").wants_name
+    assert not question_focus("Which method do they propose?").wants_name
+    assert question_focus(
+        "What binary and multiclass classification accuracies does it achieve?"
+    ).wants_number
+    assert question_focus("What computational savings does it report?").wants_number
+
+
+def test_score_paper_picks_a_sentence_for_each_part() -> None:
+    """Scored against the whole question, the sentence describing the paper wins twice over; the
+    part asking for the dataset gets its own sentence."""
+    sentences = ["We describe the model.", "It is fast.", "We test on PG19 books.", "We describe the model."]
+    question = Asked(
+        question_focus("x"),
+        {"model": 1.0, "describ": 1.0},
+        ("which books",),
+        (question_focus("x"),),
+        ({"book": 1.0},),
+    )
+    tokens = [{"describ", "model"}, {"fast"}, {"test", "pg19", "book"}, {"describ", "model"}]
+    weights = Weights(1.0, 1.0, 0.0, 0.0)
+    scores, chosen = score_paper(
+        question, sentences, [0.9, 0.3, 0.2, 0.9], [[0.1, 0.1, 0.6, 0.1]], tokens, weights, 2, 0.5
+    )
+    assert chosen == (0, 2)
+    assert scores[3] == 0.0  # a repeated sentence counts once
+    without_parts = Asked(question.focus, question.terms)
+    assert score_paper(without_parts, sentences, [0.9, 0.3, 0.2, 0.9], [], tokens, weights, 2, 0.5)[1] == (0,)
 
 
 def evidence(

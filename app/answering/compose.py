@@ -2,11 +2,11 @@
 ``compose``), and which papers an answer covers.
 
 - :func:`select_papers`: a question asking for one paper ("Which paper ...", "Is there a paper
-  ...") is answered from its best paper (or the papers it names); one asking for several ("Which
-  papers ...", "What work is there ...") from every paper whose evidence scores at least
+  ...") is answered from retrieval's first paper (or the papers it names); one asking for several
+  ("Which papers ...", "What work is there ...") from every paper whose evidence scores at least
   ``answer_paper_ratio`` of the best one's, so a "which papers" question lists every paper that
   clears the bar; any other (a keyword query, a detail question) from those within
-  ``answer_paper_ratio_default`` of the best.
+  ``answer_paper_ratio_default`` of the best; retrieval's first paper always.
 - :func:`paper_line`: ``Name [n]: evidence sentence. Second sentence [n].``, the short name taken
   from the title, first-person wording turned into "the authors". ``compose`` asks the model for
   the sentence instead, and keeps the evidence sentence whenever the model's fails the claim check.

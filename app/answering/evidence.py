@@ -34,11 +34,19 @@ from app.retrieval.types import PaperHit
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\s?%)?")
 _WANTS_NUMBER = re.compile(
     r"\bhow (?:many|much|fast|large|big|long|high|low|well|small|far|often)\b|\bby how\b|"
-    r"\bwhat (?:\w+[ -]){0,4}(?:accuracy|score|rate|percentage|fraction|share|bleu|perplexity|"
-    r"speed-?ups?|throughput|latency|error|ap|miou|f1|wer|bpc|size|number|count|parameters|flops|"
-    r"improvement|gain|reduction|top-1|place|rank)\b|\bwhich (?:place|rank|year)\b|\bwhere did\b",
+    r"\bwhat (?:\w+[ -]){0,4}(?:accuracy|accuracies|scores?|rates?|percentages?|fractions?|shares?|"
+    r"bleu|perplexit(?:y|ies)|speed-?ups?|throughputs?|latenc(?:y|ies)|errors?|ap|miou|f1|wer|bpc|"
+    r"sizes?|numbers?|counts?|parameters|flops|improvements?|gains?|reductions?|savings?|top-1|"
+    r"place|rank)\b|\bwhich (?:place|rank|year)\b|\bwhere did\b",
     re.IGNORECASE,
 )
+# The question asks what something is called; a sentence that gives a name answers it.
+_WANTS_NAME = re.compile(
+    r"\bwhat (?:is|was|are|were) (?:the )?names?\b|\bname (?:of|for) (?:the|their|its|this)\b|"
+    r"\bwhat (?:is|was|are|were) (?:[\w-]+ ){1,3}(?:called|named)\b",
+    re.IGNORECASE,
+)
+_GIVES_NAME = re.compile(r"\b(?:called|named|dubbed|termed|coined|namely)\s+[\"'“‘(]?([^\W_][\w-]*)", re.I)
 _NAME_TOKEN = re.compile(r"[^\W_]+(?:[-.][^\W_]+)*")
 # Sentences that never answer a question: where the code is, a link.
 _BOILERPLATE = re.compile(
@@ -67,6 +75,8 @@ class Focus:
 
     wants_number: bool
     names: tuple[str, ...]  # model-like words and acronyms of the question, lower case
+    wants_name: bool = False  # "what is the method called?"
+    words: frozenset[str] = frozenset()  # the question's words, lower case
 
 
 def question_focus(question: str) -> Focus:
@@ -77,7 +87,69 @@ def question_focus(question: str) -> Focus:
             if looks_like_a_name(w) or (len(w) >= 2 and w.isupper() and w.isalpha())
         )
     )
-    return Focus(wants_number=bool(_WANTS_NUMBER.search(question)), names=names)
+    return Focus(
+        wants_number=bool(_WANTS_NUMBER.search(question)),
+        names=names,
+        wants_name=bool(_WANTS_NAME.search(question)),
+        words=frozenset(w.lower() for w in _NAME_TOKEN.findall(question)),
+    )
+
+
+def gives_new_name(text: str, focus: Focus) -> bool:
+    """The sentence names something the question does not ("a new optimizer, called ScaledAdam"
+    for "what is their optimizer called?")."""
+    return any(m.group(1).lower() not in focus.words for m in _GIVES_NAME.finditer(text))
+
+
+_WH = r"(?:what|which|how|who|whom|whose|where|when|why)"
+_ASKS = rf"(?:{_WH}|did|does|do|is|are|was|were|has|have|can)"
+_PREPOSITION = r"(?:on|in|for|against|with|from|to|at|by|over|of|under|into|than)"
+# Where a question asking two things joins them: ", and what ...", "; on which ...", "? How ...".
+_PART_JOIN = re.compile(
+    rf"(,\s*(?:and|but)\s+|;\s*(?:and\s+)?)(?=(?:{_PREPOSITION}\s+)?{_ASKS}\b)", re.IGNORECASE
+)
+# What a question says about the paper before asking: "In the work on X, which dataset ...".
+_PREAMBLE = re.compile(rf"^(?:in|for|from|with|according to)\b[^,?]{{3,300}},\s*(?={_ASKS}\b)", re.I)
+_STARTS_ASKING = re.compile(rf"^(?:{_PREPOSITION}\s+)?{_ASKS}\b", re.IGNORECASE)
+# A part asking only which paper it is ("Which paper is that?"): the whole question says what.
+_ONLY_WHICH_PAPER = re.compile(r"^(?:which|what) (?:paper|work|study|article|one)s?\b[^?]{0,20}\??$", re.I)
+_LAST_WH = re.compile(rf"\b(?:{_PREPOSITION}\s+)?{_WH}\b(?!.*\b{_WH}\b)", re.IGNORECASE)
+
+
+def asking_clause(part: str, question_mark: bool = True) -> str | None:
+    """What a part asks, without what it says about the paper: "In the work on X, which dataset
+    ..." -> "which dataset ..."; "The model that does X was evaluated on which dataset?" -> "on
+    which dataset?" (only in a sentence ending with a question mark, ``question_mark``). ``None``
+    for a statement ("The Zipformer comes with its own optimizer.")."""
+    part = _PREAMBLE.sub("", part.strip())
+    if _STARTS_ASKING.match(part):
+        return part
+    wh = _LAST_WH.search(part) if question_mark else None
+    if wh:
+        return part[wh.start() :]
+    return None
+
+
+def question_parts(question: str) -> list[str]:
+    """The things a question asks, each as its asking clause (:func:`asking_clause`): "What
+    accuracy does X reach, and on which benchmark?" -> two parts; "X comes with its own optimizer.
+    What is it called?" -> "What is it called?". ``[question]`` when it asks one thing plainly. A
+    part of fewer than three words ("..., and how?") stays with the part before it."""
+    parts: list[tuple[str, bool]] = []  # (piece, in a sentence ending with "?")
+    for a, b in sentence_spans(question.strip()):
+        sentence = question.strip()[a:b]
+        asks = sentence.rstrip().endswith("?")
+        pieces = _PART_JOIN.split(sentence)  # text, joiner, text, ...
+        for index in range(0, len(pieces), 2):
+            piece = pieces[index].strip()
+            if not piece:
+                continue
+            if index and parts and len(piece.split()) < 3:
+                parts[-1] = (parts[-1][0] + pieces[index - 1] + piece, parts[-1][1])
+            else:
+                parts.append((piece, asks))
+    clauses = [asking_clause(p, asks) for p, asks in parts]
+    return [c for c in clauses if c and len(c.split()) >= 3 and not _ONLY_WHICH_PAPER.match(c)] or [question]
 
 
 def has_number(text: str) -> bool:
@@ -120,7 +192,8 @@ def score_sentence(dense: float, lexical: float, text: str, focus: Focus, weight
         return 0.0
     number = 1.0 if focus.wants_number and has_number(text) else 0.0
     lowered = text.lower()
-    name = 1.0 if any(n in lowered for n in focus.names) else 0.0
+    gives_name = focus.wants_name and gives_new_name(text, focus)
+    name = 1.0 if gives_name or any(n in lowered for n in focus.names) else 0.0
     return weights.dense * dense + weights.lexical * lexical + weights.number * number + weights.name * name
 
 
@@ -167,9 +240,12 @@ def choose(
     second_ratio: float,
     marginal: Callable[[int, set[str]], float] | None = None,
     terms_of: Callable[[int], set[str]] | None = None,
+    part_scores: Sequence[Sequence[float]] = (),
 ) -> tuple[int, ...]:
-    """The best sentence, then, greedily, the sentence that adds most to it, while it scores at
-    least ``second_ratio`` of the best one (best first).
+    """The best sentence; then the best sentence for each part of a question asking several things
+    (``part_scores[j][i]``: sentence ``i`` scored against part ``j`` alone); then, greedily, the
+    sentence that adds most to them, while it scores at least ``second_ratio`` of the best one
+    (best first). At most ``max_sentences``.
 
     A next sentence is scored with the question's terms it adds (``marginal(i, covered)``: its
     score with only the terms not yet covered counting), so a question asking two things ("what
@@ -180,7 +256,11 @@ def choose(
         return ()
     best = max(range(len(scores)), key=lambda i: scores[i])
     picked = [best]
-    covered = set(terms_of(best)) if terms_of else set()
+    for part in part_scores:
+        answer = max(range(len(part)), key=lambda i: part[i])
+        if len(picked) < max_sentences and part[answer] > 0 and answer not in picked:
+            picked.append(answer)
+    covered = {t for i in picked for t in terms_of(i)} if terms_of else set()
     while len(picked) < max_sentences:
         rest = [i for i in range(len(scores)) if i not in picked]
         if not rest:
@@ -195,6 +275,73 @@ def choose(
     return tuple(picked)
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What a question asks, for scoring sentences: its focus and IDF-weighted terms, and those of
+    each of its parts when it asks several things (:func:`question_parts`)."""
+
+    focus: Focus
+    terms: Mapping[str, float]
+    parts: tuple[str, ...] = ()
+    part_focus: tuple[Focus, ...] = ()
+    part_terms: tuple[Mapping[str, float], ...] = ()
+
+
+def asked(question: str, analyzer: Analyzer) -> Asked:
+    def terms(text: str) -> dict[str, float]:
+        return {t: analyzer.idf(t) for t in dict.fromkeys(analyzer.tokens(text))}
+
+    split = question_parts(question)
+    parts = tuple(p for p in split if terms(p)) if split != [question] else ()
+    return Asked(
+        question_focus(question),
+        terms(question),
+        parts,
+        tuple(question_focus(p) for p in parts),
+        tuple(terms(p) for p in parts),
+    )
+
+
+def score_paper(
+    question: Asked,
+    sentences: Sequence[str],
+    dense: Sequence[float],
+    part_dense: Sequence[Sequence[float]],
+    tokens: Sequence[set[str]],
+    weights: Weights,
+    max_sentences: int,
+    second_ratio: float,
+) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """One paper's sentence scores and its evidence (indexes, best first). Pure: ``dense[i]`` is
+    sentence ``i``'s cosine to the question, ``part_dense[j][i]`` to part ``j``, ``tokens[i]`` its
+    lexical terms."""
+    terms = question.terms
+    total = sum(terms.values()) or 1.0
+    first = {s: i for i, s in reversed(list(enumerate(sentences)))}  # a repeated sentence counts once
+    scores = tuple(
+        score_sentence(d, lexical_share(terms, t), s, question.focus, weights) if first[s] == i else 0.0
+        for i, (s, d, t) in enumerate(zip(sentences, dense, tokens, strict=True))
+    )
+    part_scores = [
+        [
+            score_sentence(d, lexical_share(part_terms, t), s, focus, weights) if first[s] == i else 0.0
+            for i, (s, d, t) in enumerate(zip(sentences, part_cosines, tokens, strict=True))
+        ]
+        for focus, part_terms, part_cosines in zip(
+            question.part_focus, question.part_terms, part_dense, strict=True
+        )
+    ]
+
+    def marginal(i: int, covered: set[str]) -> float:
+        added = sum(w for t, w in terms.items() if t in tokens[i] and t not in covered) / total
+        return score_sentence(dense[i], added, sentences[i], question.focus, weights)
+
+    def terms_of(i: int) -> set[str]:
+        return tokens[i] & set(terms)
+
+    return scores, choose(scores, max_sentences, second_ratio, marginal, terms_of, part_scores)
+
+
 def build_evidence(
     question: str,
     question_vector: Sequence[float],
@@ -206,31 +353,28 @@ def build_evidence(
     second_ratio: float = 0.5,
 ) -> list[PaperEvidence]:
     """Evidence for each ``(hit, abstract)``, in the hits' order. One embedding call for every
-    sentence of every abstract."""
-    focus = question_focus(question)
-    question_terms = {t: analyzer.idf(t) for t in dict.fromkeys(analyzer.tokens(question))}
+    sentence of every abstract (and each part of a question asking several things)."""
+    view = asked(question, analyzer)
     texts = [abstract or (hit.passages[0].text if hit.passages else "") for hit, abstract in papers]
     split = [[Sentence(text[a:b], a, b) for a, b in sentence_spans(text)] for text in texts]
     flat = [s.text for sentences in split for s in sentences]
-    vectors = embed(flat) if flat else []
+    vectors = embed(list(view.parts) + flat) if flat else []
+    part_vectors, vectors = vectors[: len(view.parts)], vectors[len(view.parts) :]
     out: list[PaperEvidence] = []
     position = 0
     for (hit, _), text, sentences in zip(papers, texts, split, strict=True):
         own = [tuple(v) for v in vectors[position : position + len(sentences)]]
         position += len(sentences)
-        tokens = [set(analyzer.tokens(s.text)) & set(question_terms) for s in sentences]
-        dense = [cosine(question_vector, vector) for vector in own]
-        scores = tuple(
-            score_sentence(d, lexical_share(question_terms, t), s.text, focus, weights)
-            for s, d, t in zip(sentences, dense, tokens, strict=True)
+        scores, chosen = score_paper(
+            view,
+            [s.text for s in sentences],
+            [cosine(question_vector, vector) for vector in own],
+            [[cosine(p, vector) for vector in own] for p in part_vectors],
+            [set(analyzer.tokens(s.text)) for s in sentences],
+            weights,
+            max_sentences,
+            second_ratio,
         )
-
-        def marginal(i: int, covered: set[str], _s=sentences, _d=dense, _t=tokens) -> float:
-            new = {t: w for t, w in question_terms.items() if t not in covered}
-            total = sum(question_terms.values()) or 1.0
-            added = sum(w for t, w in new.items() if t in _t[i]) / total
-            return score_sentence(_d[i], added, _s[i].text, focus, weights)
-
         out.append(
             PaperEvidence(
                 paper_id=hit.paper_id,
@@ -238,7 +382,7 @@ def build_evidence(
                 abstract=text,
                 sentences=tuple(sentences),
                 scores=scores,
-                chosen=choose(scores, max_sentences, second_ratio, marginal, tokens.__getitem__),
+                chosen=chosen,
                 vectors=tuple(own),
                 url=hit.url,
             )

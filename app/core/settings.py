@@ -111,15 +111,16 @@ class Settings(BaseSettings):
     passages_per_paper: int = Field(1, ge=1, le=5)
     # --- evidence and answer strategies (app/answering/evidence.py, compose.py, claims.py) -----
     answer_strategy: Literal["auto", "compose", "generate", "extract"] = "auto"
-    # Chosen on dev (docs/evaluation.md, "Answer strategies"; the sweep: python -m eval evidence).
+    # Chosen on the tuning sets (the sweep: python -m eval evidence --set dev+dev-coverage+dev-answers;
+    # docs/evaluation.md, "Evidence settings").
     evidence_weight_dense: float = 1.0
-    evidence_weight_lexical: float = 1.0
+    evidence_weight_lexical: float = 0.5
     evidence_weight_number: float = 0.2
     evidence_weight_name: float = 0.2
     evidence_sentences: int = Field(3, ge=1, le=5)
-    evidence_second_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    evidence_second_ratio: float = Field(0.6, ge=0.0, le=1.0)
     answer_paper_ratio: float = Field(0.7, ge=0.0, le=1.0)
-    answer_paper_ratio_default: float = Field(0.85, ge=0.0, le=1.0)
+    answer_paper_ratio_default: float = Field(1.0, ge=0.0, le=1.0)
     claim_min_similarity: float = Field(0.75, ge=-1.0, le=1.0)  # calibrated on dev: python -m eval claims
     llm_timeout_s: float = Field(60.0, gt=0)
     llm_retries: int = Field(2, ge=0, le=10)
