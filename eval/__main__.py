@@ -285,7 +285,14 @@ async def cmd_report(args: argparse.Namespace) -> int:
     # More coverage tuning questions, with the same --ids/--types/--limit selection as dev and test.
     extra = questions_for(args, "dev-coverage")
     suite = Suite(
-        runner, dev, test, args.chunk_sizes, writer, local_backend=args.llm_backend, coverage_extra=extra
+        runner,
+        dev,
+        test,
+        args.chunk_sizes,
+        writer,
+        local_backend=args.llm_backend,
+        coverage_extra=extra,
+        answers_extra=questions_for(args, "dev-answers"),
     )
     suite.preload(previous)
     if args.resume and (out / "summary.json").is_file():
@@ -308,6 +315,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
         "timing_s": suite.total_timing(),
         "load_averages": suite.loads,
         "dense_recall": suite.dense_recall,
+        "evidence": result.get("evidence"),
     }
     rp.write_run(out, summaries, "Evaluation run", extra=extra)
     args.docs.mkdir(parents=True, exist_ok=True)

@@ -315,6 +315,59 @@ def strategies_section(suite: Suite, result: Mapping[str, Any]) -> str:
     )
 
 
+EVIDENCE_FIGURES = (
+    ("single_gold_cited", "gold cited (1-paper q.)"),
+    ("citation_precision", "citation precision"),
+    ("multi_recall", "citation recall (multi)"),
+    ("detail_facts", "key facts (detail)"),
+    ("score", "mean of the four"),
+    ("sentences_per_answer", "evidence sentences per answer"),
+)
+
+
+def evidence_section(sweep: Mapping[str, Any] | None) -> str:
+    """The evidence and paper-selection settings: the sweep over the tuning questions."""
+    if not sweep:
+        return "Not run."
+    knobs = list(sweep["shipped_setting"])
+    head = "| setting | " + " | ".join(f"`{k}`" for k in knobs) + " | "
+    head += " | ".join(label for _, label in EVIDENCE_FIGURES) + " |"
+    rule = "|" + "---|" * (1 + len(knobs) + len(EVIDENCE_FIGURES))
+
+    def row(name: str, setting: Mapping[str, float], figures: Mapping[str, float]) -> str:
+        cells = [f"{setting[k]:g}" for k in knobs] + [f"{figures[k]:.3f}" for k, _ in EVIDENCE_FIGURES]
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    rows = [row("shipped", sweep["shipped_setting"], sweep["shipped"])]
+    rows += [row(f"best #{i + 1}", s, f) for i, (s, f) in enumerate(sweep["top"])]
+    best = sweep["top"][0][1]["score"] if sweep["top"] else None
+    same = best is not None and abs(best - sweep["shipped"]["score"]) < 1e-9
+    verdict = (
+        "The shipped setting scores as well as the best of the grid."
+        if same
+        else f"The best of the grid scores {best:.3f} against the shipped {sweep['shipped']['score']:.3f}: "
+        "consider `" + " ".join(sweep["lines"]) + "`."
+    )
+    return "\n".join(
+        [
+            "Which sentences of each paper's abstract are its evidence, and which papers an answer covers "
+            "(`app/answering/evidence.py`, `app/answering/compose.py`), are settings swept by "
+            f"`python -m eval evidence --set dev+dev-coverage+dev-answers`: {sweep['settings']} settings "
+            f"replayed over the {sweep['questions']} answerable tuning questions (dev, dev-coverage, "
+            "dev-answers; never test), with the service's own scoring and paper selection, no model. "
+            "Figures are what the extract answer would cite and state: gold paper cited on one-paper "
+            "questions, citation precision, recall on multi-paper questions, key facts of detail "
+            "questions present in the evidence. Rule: the best mean of the four; ties, fewer sentences.",
+            "",
+            head,
+            rule,
+            *rows,
+            "",
+            verdict,
+        ]
+    )
+
+
 def claims_section(claims: Mapping[str, Any] | None) -> str:
     if not claims:
         return "Not measured in this run (no labelled set)."
@@ -589,6 +642,10 @@ def render(
         "## Answer strategies",
         "",
         strategies_section(suite, result),
+        "",
+        "## Evidence settings",
+        "",
+        evidence_section(result.get("evidence")),
         "",
         "## Claim check",
         "",

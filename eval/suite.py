@@ -15,6 +15,7 @@ Plan (sequential; the local LLM is the expensive part, so it only answers for th
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import time
@@ -85,9 +86,12 @@ class Suite:
         sink,
         local_backend: str = "local",
         coverage_extra: Sequence[Question] = (),
+        answers_extra: Sequence[Question] = (),
     ) -> None:
         self.runner = runner
         self.dev, self.test = list(dev), list(test)
+        # More tuning questions for the evidence settings (eval/questions/dev-answers.jsonl).
+        self.answers_extra = list(answers_extra)
         # More tuning questions for the coverage decision only (eval/questions/dev-coverage.jsonl):
         # the model is fitted on dev and these, never on test.
         self.coverage_extra = list(coverage_extra)
@@ -215,6 +219,11 @@ class Suite:
         )
         recommended = chosen.with_(top_k=top_k, llm_backend=d.llm_backend)
 
+        # 3b. The evidence and paper-selection settings, swept over every tuning question (no test).
+        t = time.perf_counter()
+        evidence_sweep = await self.sweep_evidence(d)
+        self.timing["evidence sweep"] = time.perf_counter() - t
+
         # 4. The shipped config with the answering LLM, on dev, then once on the held-out test set.
         local_default = d.with_(llm_backend=self.local_backend, label="default (shipped)")
         await self._run([local_default], self.dev, "dev")
@@ -255,11 +264,32 @@ class Suite:
             "recommended": Recommendation(recommended, reasons),
             "rec_k": rec_k,
             "claims": claims,
+            "evidence": evidence_sweep,
             "strategies": {
                 "configs": strategy_configs,
                 "shipped": shipped_strategy,
                 "picked": self.pick_strategy(strategy_configs),
             },
+        }
+
+    async def sweep_evidence(self, config: Config) -> dict[str, Any]:
+        """``python -m eval evidence`` over dev and the tuning extras: the shipped setting's
+        figures and the best settings of the grid."""
+        from eval import evidence as ev
+
+        settings = config.settings(self.runner.base)
+        questions = [*self.dev, *self.coverage_extra, *self.answers_extra]
+        services = self.runner.services(config)
+        data = await asyncio.to_thread(ev.features, services, questions, settings)
+        results = await asyncio.to_thread(ev.sweep, data)
+        shipped = ev.shipped_setting(settings)
+        return {
+            "questions": len(data),
+            "settings": len(results),
+            "shipped_setting": shipped,
+            "shipped": ev.replay(data, shipped),
+            "top": results[:5],
+            "lines": ev.settings_lines(results[0][0]) if results else [],
         }
 
     # --- rules ---------------------------------------------------------------------------------

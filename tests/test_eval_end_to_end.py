@@ -123,12 +123,26 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
     writer = rp.RowWriter(tmp_path / "questions.jsonl")
     # A few coverage tuning questions (out-of-scope and answerable), fitted on with dev.
     extra = select(load_questions("dev-coverage"), ids=["devc-001", "devc-031", "devc-039", "devc-040"])
-    suite = Suite(runner, dev, test, [200], writer, local_backend="extractive", coverage_extra=extra)
+    answers = select(load_questions("dev-answers"), ids=["deva-001", "deva-049"])
+    suite = Suite(
+        runner,
+        dev,
+        test,
+        [200],
+        writer,
+        local_backend="extractive",
+        coverage_extra=extra,
+        answers_extra=answers,
+    )
     try:
         result = await suite.run()
     finally:
         writer.close()
         await runner.aclose()
+    sweep = result["evidence"]  # dev's answerable questions and the tuning extras, never test
+    answerable = sum(q.answerable for q in [*dev, *extra, *answers])
+    assert sweep["questions"] == answerable and sweep["top"] and sweep["settings"] > 100
+    assert sweep["top"][0][1]["score"] >= sweep["shipped"]["score"]
     coverage = result["coverage"]
     assert set(coverage["cross_validated"]) == {"logistic", "rules"}
     assert 0.0 < coverage["held_out"]["test"].balanced_accuracy <= 1.0
@@ -150,6 +164,7 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
         "## Recommended defaults",
         "## Dev: retrieval",
         "## Coverage: answer or refuse",
+        "## Evidence settings",
         "## Dev: answers",
         "## Test (held out): shipped defaults",
         "Partial run",

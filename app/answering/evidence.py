@@ -8,11 +8,16 @@ each sentence is scored against the question:
 - ``lexical``: the IDF-weighted share of the question's terms the sentence holds (BM25's terms);
 - ``number``: the question asks for a quantity ("how many", "what accuracy", "by how much") and the
   sentence states a number;
-- ``name``: the sentence holds a name or acronym the question uses ("LightHuBERT", "WMT19").
+- ``name``: the sentence holds a name or acronym the question uses ("LightHuBERT", "WMT19"), or
+  gives the name a question asks for ("What is their optimizer called?": "... called ScaledAdam").
 
 ``score = w_dense * dense + w_lexical * lexical + w_number * number + w_name * name`` (weights
-are settings, chosen on dev: docs/evaluation.md). The best sentence is a paper's evidence, with the
-sentences that add most of what the question asks besides (:func:`choose`). The embeddings of every sentence are kept: the claim
+are settings, chosen on the tuning sets: docs/evaluation.md, "Evidence settings"). The best
+sentence is a paper's evidence; then, for a question asking several things ("What accuracy does it
+reach, and on which benchmark?"), the best sentence for each thing it asks, scored against that
+part alone (:func:`question_parts`: its asking clauses, without what the question says about the
+paper, which every sentence of the paper's abstract echoes); then the sentences that add most of
+what the question asks besides (:func:`choose`). The embeddings of every sentence are kept: the claim
 check (:mod:`app.answering.claims`) compares answer sentences with them.
 
 The scoring functions are pure and tested without a model.
