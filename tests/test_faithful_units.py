@@ -3,6 +3,8 @@ and paper selection, the claim check and the trimming of cut replies. No model."
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.answering.claims import (
@@ -29,6 +31,7 @@ from app.answering.evidence import (
     Sentence,
     Weights,
     asking_clause,
+    build_evidence,
     choose,
     gives_new_name,
     has_number,
@@ -39,6 +42,7 @@ from app.answering.evidence import (
     score_sentence,
 )
 from app.core.text import sentence_spans, split_sentences
+from app.retrieval.types import PaperHit
 
 ABSTRACT = (
     "Vision transformers are hard to quantize, e.g. because of post-Softmax activations. "
@@ -169,6 +173,48 @@ def test_score_paper_picks_a_sentence_for_each_part() -> None:
     assert scores[3] == 0.0  # a repeated sentence counts once
     without_parts = Asked(question.focus, question.terms)
     assert score_paper(without_parts, sentences, [0.9, 0.3, 0.2, 0.9], [], tokens, weights, 2, 0.5)[1] == (0,)
+
+
+class WordAnalyzer:
+    """The lexical index's view, simplified: lower-case words of four letters or more, IDF 1."""
+
+    def tokens(self, text: str) -> list[str]:
+        return [w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) >= 4]
+
+    def idf(self, token: str) -> float:
+        return 1.0
+
+
+def word_vectors(texts: list[str]) -> list[list[float]]:
+    """A bag-of-words vector per text (hashing the words), one call for all."""
+    out = []
+    for text in texts:
+        vector = [0.0] * 64
+        for word in WordAnalyzer().tokens(text):
+            vector[sum(map(ord, word)) % 64] += 1.0
+        out.append(vector)
+    return out
+
+
+def test_build_evidence_gives_each_asked_part_its_sentence() -> None:
+    abstract = (
+        "We present DeepThing, a transformer for things. DeepThing is a transformer for many things. "
+        "Experiments run on the ThingBench dataset of books. It trains twice as fast as the baseline."
+    )
+    hit = PaperHit(paper_id="p1", title="DeepThing: transformers for things", score=1.0, passages=())
+    question = (
+        "The transformer for things was evaluated on which dataset of books, and how fast does it train?"
+    )
+    found = build_evidence(
+        question, word_vectors([question])[0], [(hit, abstract)], word_vectors, WordAnalyzer(), Weights()
+    )
+    stated = " ".join(s.text for s in found[0].evidence)
+    assert "ThingBench" in stated and "twice as fast" in stated
+    for sentence in found[0].sentences:
+        assert abstract[sentence.start : sentence.end] == sentence.text
+    # No abstract and no passage: no evidence, and no failure.
+    empty = build_evidence(question, [1.0] * 64, [(hit, "")], word_vectors, WordAnalyzer(), Weights())
+    assert empty[0].chosen == () and empty[0].relevance == 0.0
 
 
 def evidence(

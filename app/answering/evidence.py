@@ -374,7 +374,7 @@ def build_evidence(
             view,
             [s.text for s in sentences],
             [cosine(question_vector, vector) for vector in own],
-            [[cosine(p, vector) for vector in own] for p in part_vectors],
+            [[cosine(p, vector) for vector in own] for p in part_vectors] or [[] for _ in view.parts],
             [set(analyzer.tokens(s.text)) for s in sentences],
             weights,
             max_sentences,
