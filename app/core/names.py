@@ -140,8 +140,9 @@ class NameIndex:
             key_of: dict[str, str] = {}  # word -> name_key(word): the vocabulary is small, texts are many
             for paper_id, text in texts.items():
                 words = set(_TOKEN.findall(text))
-                for word in words - key_of.keys():
-                    key_of[word] = name_key(word)
+                for word in words:  # not ``words - key_of.keys()``: that walks the whole vocabulary
+                    if word not in key_of:
+                        key_of[word] = name_key(word)
                 for key in {key_of[w] for w in words} & single:
                     if paper_id not in papers[key]:
                         seen_in[key] += 1
