@@ -3,7 +3,7 @@
 - ``retrieval``  retrieval only (no LLM): compare modes / chunk sizes / condensing; fast.
 - ``answers``    retrieval and answers, in process or against a running server (``--url``).
 - ``calibrate``  choose the coverage thresholds on dev (rules against a logistic regression); prints them.
-- ``evidence``   sweep the evidence and paper-selection settings on dev;
+- ``evidence``   sweep the evidence and paper-selection settings on the tuning sets;
 - ``claims``     the claim check on the labelled answer sentences (``--build``: new candidates);
 - ``report``     the full comparison on dev, the held-out test numbers of the shipped defaults;
                  writes ``docs/evaluation.md`` and ``docs/evaluation.png``.
@@ -84,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="config whose chunking / condensing to calibrate (default: shipped)",
     )
 
-    evidence = sub.add_parser("evidence", help="sweep the evidence and paper-selection settings on dev")
+    evidence = sub.add_parser(
+        "evidence", help="sweep the evidence and paper-selection settings on the tuning sets"
+    )
     common(evidence)
+    evidence.set_defaults(set="dev+dev-coverage+dev-answers")  # every tuning question; never test
 
     claims = sub.add_parser("claims", help="the claim check on the labelled sentences of eval/claims/")
     claims.add_argument(

@@ -14,12 +14,8 @@ from ingest.parsers import corpus_files, read_file
 from ingest.pipeline import IngestSummary, dedupe
 
 QUESTIONS_DIR = Path(__file__).resolve().parent / "questions"
-SETS = (
-    "dev",
-    "test",
-    "dev-coverage",
-    "dev-answers",
-)  # dev-coverage, dev-answers: more tuning questions (coverage; answers)
+# dev-coverage and dev-answers: more tuning questions (the coverage decision; the evidence of answers)
+SETS = ("dev", "test", "dev-coverage", "dev-answers")
 QuestionType = Literal["lookup", "detail", "multi", "out_of_scope", "keyword", "followup", "named"]
 TYPES: tuple[str, ...] = ("lookup", "detail", "multi", "out_of_scope", "keyword", "followup", "named")
 PHRASINGS = ("what_is", "tell_me", "bare", "how_does", "which_proposes", "what_does", "problem")

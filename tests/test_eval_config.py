@@ -139,3 +139,11 @@ def test_pick_prefers_the_smallest_change_among_near_best() -> None:
     # With a tight margin only the best is "near".
     assert pick(candidates, shipped, tie=0.01, distance=changed_fields) == ("bm25", 200)
     assert pick([(3, 0.94), (5, 0.96), (8, 0.74)], 5, tie=0.04, distance=lambda a, b: abs(a - b)) == 5
+
+
+def test_the_evidence_sweep_reads_every_tuning_set_and_never_test() -> None:
+    from eval.__main__ import build_parser
+
+    chosen = build_parser().parse_args(["evidence"]).set
+    assert chosen.split("+") == ["dev", "dev-coverage", "dev-answers"]
+    assert build_parser().parse_args(["retrieval"]).set == "dev"
