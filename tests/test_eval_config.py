@@ -142,8 +142,6 @@ def test_pick_prefers_the_smallest_change_among_near_best() -> None:
 
 
 def test_the_evidence_sweep_reads_every_tuning_set_and_never_test() -> None:
-    from eval.__main__ import build_parser
-
     chosen = build_parser().parse_args(["evidence"]).set
     assert chosen.split("+") == ["dev", "dev-coverage", "dev-answers"]
     assert build_parser().parse_args(["retrieval"]).set == "dev"
