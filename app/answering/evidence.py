@@ -323,16 +323,17 @@ def score_paper(
     terms = question.terms
     total = sum(terms.values()) or 1.0
     first = {s: i for i, s in reversed(list(enumerate(sentences)))}  # a repeated sentence counts once
-    scores = tuple(
-        score_sentence(d, lexical_share(terms, t), s, question.focus, weights) if first[s] == i else 0.0
-        for i, (s, d, t) in enumerate(zip(sentences, dense, tokens, strict=True))
-    )
-    part_scores = [
-        [
-            score_sentence(d, lexical_share(part_terms, t), s, focus, weights) if first[s] == i else 0.0
-            for i, (s, d, t) in enumerate(zip(sentences, part_cosines, tokens, strict=True))
+
+    def score_all(cosines: Sequence[float], asked_terms: Mapping[str, float], focus: Focus) -> list[float]:
+        return [
+            score_sentence(d, lexical_share(asked_terms, t), s, focus, weights) if first[s] == i else 0.0
+            for i, (s, d, t) in enumerate(zip(sentences, cosines, tokens, strict=True))
         ]
-        for focus, part_terms, part_cosines in zip(
+
+    scores = tuple(score_all(dense, terms, question.focus))
+    part_scores = [
+        score_all(cosines, part_terms, focus)
+        for focus, part_terms, cosines in zip(
             question.part_focus, question.part_terms, part_dense, strict=True
         )
     ]
