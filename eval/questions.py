@@ -14,8 +14,9 @@ from ingest.parsers import corpus_files, read_file
 from ingest.pipeline import IngestSummary, dedupe
 
 QUESTIONS_DIR = Path(__file__).resolve().parent / "questions"
-# dev-coverage and dev-answers: more tuning questions (the coverage decision; the evidence of answers)
-SETS = ("dev", "test", "dev-coverage", "dev-answers")
+# dev-coverage, dev-answers, dev-followups: more tuning questions (the coverage decision; the
+# evidence of answers; follow-up questions)
+SETS = ("dev", "test", "dev-coverage", "dev-answers", "dev-followups")
 QuestionType = Literal["lookup", "detail", "multi", "out_of_scope", "keyword", "followup", "named"]
 TYPES: tuple[str, ...] = ("lookup", "detail", "multi", "out_of_scope", "keyword", "followup", "named")
 PHRASINGS = ("what_is", "tell_me", "bare", "how_does", "which_proposes", "what_does", "problem")

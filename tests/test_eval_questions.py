@@ -60,6 +60,10 @@ def test_ids_are_unique_and_dev_and_test_share_none(question_sets) -> None:
     assert len(answers) == len(set(answers)) == 60
     assert not set(dev) & set(test) and not set(extra) & (set(dev) | set(test))
     assert not set(answers) & (set(dev) | set(test) | set(extra))
+    followups = [q.id for q in question_sets["dev-followups"]]
+    assert len(followups) == len(set(followups)) == 30
+    assert not set(followups) & (set(dev) | set(test) | set(extra) | set(answers))
+    assert all(q.type == "followup" and len(q.history) == 2 for q in question_sets["dev-followups"])
     assert len(load_questions("dev+dev-coverage+dev-answers")) == 95 + 68 + 60
 
 
