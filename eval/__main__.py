@@ -353,19 +353,17 @@ async def cmd_evidence(args: argparse.Namespace) -> int:
     config = default_config()
     try:
         services = runner.services(config)
-        data = await asyncio.to_thread(
-            ev.features, services, questions_for(args, args.set), config.settings(runner.base)
+        summary = await asyncio.to_thread(
+            ev.sweep_summary, services, questions_for(args, args.set), config.settings(runner.base), 10
         )
     finally:
         await runner.aclose()
-    results = ev.sweep(data)
-    shipped = ev.replay(data, ev.shipped_setting(config.settings(runner.base)))
-    print(f"{len(data)} answerable {args.set} questions; {len(results)} settings")
-    print("shipped:", {k: round(v, 3) for k, v in shipped.items()})
-    for setting, figures in results[:10]:
+    print(f"{summary['questions']} answerable {args.set} questions; {summary['settings']} settings")
+    print("shipped:", {k: round(v, 3) for k, v in summary["shipped"].items()})
+    for setting, figures in summary["top"]:
         print({k: round(v, 3) for k, v in figures.items()}, setting)
     print("best, as settings:")
-    print("\n".join(ev.settings_lines(results[0][0])))
+    print("\n".join(summary["lines"]))
     return 0
 
 

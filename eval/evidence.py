@@ -194,6 +194,22 @@ def sweep(data: Sequence[QuestionFeatures]) -> list[tuple[dict[str, float], dict
     return results
 
 
+def sweep_summary(services: Any, questions: Sequence[Any], settings: Any, top: int = 5) -> dict[str, Any]:
+    """The whole sweep, as ``python -m eval evidence`` prints it and the report shows it: the
+    shipped setting's figures and the ``top`` best settings. Blocking."""
+    data = features(services, questions, settings)
+    results = sweep(data)
+    shipped = shipped_setting(settings)
+    return {
+        "questions": len(data),
+        "settings": len(results),
+        "shipped_setting": shipped,
+        "shipped": replay(data, shipped),
+        "top": results[:top],
+        "lines": settings_lines(results[0][0]) if results else [],
+    }
+
+
 def settings_lines(setting: dict[str, float]) -> list[str]:
     return [
         f"PAPERQA_EVIDENCE_WEIGHT_LEXICAL={setting['lexical']:g}",

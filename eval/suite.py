@@ -277,20 +277,11 @@ class Suite:
         figures and the best settings of the grid."""
         from eval import evidence as ev
 
-        settings = config.settings(self.runner.base)
         questions = [*self.dev, *self.coverage_extra, *self.answers_extra]
         services = self.runner.services(config)
-        data = await asyncio.to_thread(ev.features, services, questions, settings)
-        results = await asyncio.to_thread(ev.sweep, data)
-        shipped = ev.shipped_setting(settings)
-        return {
-            "questions": len(data),
-            "settings": len(results),
-            "shipped_setting": shipped,
-            "shipped": ev.replay(data, shipped),
-            "top": results[:5],
-            "lines": ev.settings_lines(results[0][0]) if results else [],
-        }
+        return await asyncio.to_thread(
+            ev.sweep_summary, services, questions, config.settings(self.runner.base)
+        )
 
     # --- rules ---------------------------------------------------------------------------------
     def score(self, config: Config, k: int | None = None) -> tuple[float | None, float | None, float | None]:

@@ -141,8 +141,9 @@ def question_parts(question: str) -> list[str]:
     What is it called?" -> "What is it called?". ``[question]`` when it asks one thing plainly. A
     part of fewer than three words ("..., and how?") stays with the part before it."""
     parts: list[tuple[str, bool]] = []  # (piece, in a sentence ending with "?")
-    for a, b in sentence_spans(question.strip()):
-        sentence = question.strip()[a:b]
+    text = question.strip()
+    for a, b in sentence_spans(text):
+        sentence = text[a:b]
         asks = sentence.rstrip().endswith("?")
         pieces = _PART_JOIN.split(sentence)  # text, joiner, text, ...
         for index in range(0, len(pieces), 2):
