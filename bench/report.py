@@ -291,6 +291,35 @@ def _http_search_cell(service: dict[str, Any] | None) -> str:
     return f"{search['p50']} / {search['p95']}" if search else "not measured"
 
 
+STAGES = [
+    ("embed_query", "the question embedded (MiniLM, onnx-int8)"),
+    ("dense", "dense side (LlamaIndex retriever over Chroma)"),
+    ("chroma_query", "of which the Chroma call"),
+    ("bm25_side", "BM25 side"),
+    ("bm25_scoring", "of which scoring every chunk (bm25s)"),
+    ("bm25_top", "of which picking the best 30"),
+    ("bm25_chunk_read", "of which reading those chunks from Chroma"),
+    ("fusion", "both sides and their fusion"),
+    ("named_papers", "papers asked for by name"),
+    ("coverage_terms", "lexical coverage signals"),
+    ("total", "the whole search"),
+]
+
+
+def _stages_table(r: dict[str, Any]) -> str:
+    stages = r["retrieval"]["hybrid_stages"]
+    rows = [
+        [key, what, stages[key]["p50_ms"], stages[key]["p95_ms"], stages[key]["mean_ms"]]
+        for key, what in STAGES
+        if key in stages
+    ]
+    return (
+        f"Where a hybrid search's time goes, {r['papers']:,} papers, {r['store']} store (in process, the "
+        "dev questions twice, each stage timed by `bench.stages`; stages nest as the names say):\n\n"
+        + table(["stage", "what", "p50 ms", "p95 ms", "mean ms"], rows)
+    )
+
+
 def section_scale(results: list[dict[str, Any]]) -> str:
     rows = []
     for r in results:
@@ -369,6 +398,8 @@ def section_scale(results: list[dict[str, Any]]) -> str:
                 f"Target at 1M (issue 14), server store: `GET /search` p95 at most 50 ms — "
                 f"{verdict(search['p95'], 50.0)} ({search['p95']} ms over HTTP, {search['n']} searches)."
             )
+    for r in (r for r in results if r["retrieval"].get("hybrid_stages")):
+        parts.append(_stages_table(r))
     if any(r.get("service") for r in results):
         parts.append(
             "The service loads the BM25 index ingestion persisted (memory-mapped); it builds nothing. "

@@ -2,7 +2,8 @@
 100k and 1M papers. Ingest time, disk size, memory over the run (does it grow with the corpus?),
 start-up cost of the retriever, retrieval p50/p95 and RSS; and the Chroma client/server path. The
 service (``python -m app``) is started three times on the store: start to ready, RSS, and
-``GET /search`` p50/p95 over HTTP (40 dev questions a run, the first 5 of each run left out).
+``GET /search`` p50/p95 over HTTP (40 dev questions a run, the first 5 of each run left out). The
+hybrid searches are also run once more with each stage timed (:mod:`bench.stages`).
 
 ``python -m bench.scale --papers 10000`` (add ``--server`` for a ``chroma run`` server on loopback).
 
@@ -32,6 +33,7 @@ from app.core import offline
 from app.core.settings import Settings
 from bench.common import RESULTS_DIR, WORK_DIR, peak_rss_mib, percentile, save
 from bench.processes import chroma_server
+from bench.stages import timed_stages
 
 COMMAND = "python -m bench.scale"
 
@@ -182,11 +184,18 @@ def retrieval_latency(settings: Settings, queries: list[str]) -> dict:
             retriever.search([query], mode=mode)
             times.append((time.perf_counter() - t) * 1000)
         results[mode] = {"p50_ms": round(percentile(times, 50), 1), "p95_ms": round(percentile(times, 95), 1)}
+    with timed_stages() as stages:  # the hybrid searches again, each stage timed (bench.stages)
+        for query in queries:
+            stages.begin()
+            t = time.perf_counter()
+            retriever.search([query], mode="hybrid")
+            stages.end((time.perf_counter() - t) * 1000)
     return {
         "retriever_load_s": round(load_s, 1),
         "chunks": retriever.n_chunks,
         "papers": papers.count(),
         "latency": results,
+        "hybrid_stages": stages.summary(),
         "rss_after_mib": round(peak_rss_mib()),
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from bench.common import percentile
 from bench.report import pipeline_seconds, verdict
 
@@ -28,3 +30,23 @@ def test_verdict() -> None:
     assert verdict(16.0, 15.0) == "**not met**"
     assert verdict(2.1, 2.0, lower_is_better=False) == "met"
     assert verdict(None, 2.0) == "not measured"
+
+
+def test_timed_stages_times_each_search_and_puts_everything_back() -> None:
+    """bench.stages wraps the search's functions only inside its block, one record per search."""
+    from app.retrieval import lexical, search
+    from bench.stages import timed_stages
+
+    before = (search.PaperRetriever._embed, lexical.top_rows, lexical.LexicalIndex._scores)
+    with timed_stages() as stages:
+        assert lexical.top_rows is not before[1]
+        for _ in range(3):
+            stages.begin()
+            lexical.top_rows(np.asarray([0.5, 0.0, 2.0], dtype="float32"), 2)
+            stages.end(1.0)
+        lexical.top_rows(np.zeros(1), 1)  # outside a search: not counted
+    assert (search.PaperRetriever._embed, lexical.top_rows, lexical.LexicalIndex._scores) == before
+    summary = stages.summary()
+    assert set(summary) == {"bm25_top", "total"}
+    assert len(stages.searches) == 3 and summary["total"]["p50_ms"] == 1.0
+    assert 0 <= summary["bm25_top"]["p95_ms"] < 1000

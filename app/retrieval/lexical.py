@@ -52,19 +52,19 @@ def _idf(df: int, n_docs: int) -> float:
 StateReader = Callable[[], tuple[str | None, str | None]]
 
 
-def _holds(postings: Any, rows: Any) -> bool:
-    """Whether a term's postings (sorted row ids, as bm25s stores them) hold any of ``rows``: a
-    binary search per row, not a scan of the postings (a common term's run 100k rows long at 100k
-    papers: the scan made the coverage signals cost ~40 ms a search there)."""
+def locate(postings: Any, rows: Any) -> tuple[Any, Any]:
+    """Which of ``rows`` a term's postings (sorted row ids, as bm25s stores them) hold, and where:
+    ``(held, at)`` with ``postings[at[i]] == rows[i]`` where ``held[i]``. A binary search per row,
+    not a scan of the postings (a common term's run is 100k rows long at 100k papers, a million at
+    1M). ``rows`` are cast to the postings' type first: a search across types would copy the
+    whole run (that copy was most of the coverage signals' cost at a million papers)."""
     import numpy as np
 
+    rows = np.asarray(rows).astype(postings.dtype, copy=False)
     if len(postings) == 0:
-        return False
+        return np.zeros(len(rows), dtype=bool), np.zeros(len(rows), dtype=np.int64)
     at = np.minimum(np.searchsorted(postings, rows), len(postings) - 1)
-    return bool((postings[at] == rows).any())
-
-
-RECENT_SCORES = 4  # score arrays kept (4 bytes a chunk each: 30 MB at a million papers)
+    return postings[at] == rows, at
 
 
 def top_rows(scores: Any, k: int) -> Any:
@@ -95,7 +95,6 @@ class LexicalIndex:
         self._collection = collection
         self._read_state = read_state or (lambda: lexicon.store_state(collection))
         self._lock = threading.Lock()
-        self._recent: dict[tuple[str, tuple[int, ...]], Any] = {}  # (version, term ids) -> scores
         self._stem = lexicon.stemmer()
         self._loaded: lexicon.Loaded | None = None
         self.status = lexicon.Status("missing", "not loaded yet")
@@ -169,23 +168,13 @@ class LexicalIndex:
         return [NodeWithScore(node=nodes[c], score=score) for c, score in found if c in nodes]
 
     def _scores(self, loaded: lexicon.Loaded, ids: tuple[int, ...]) -> Any:
-        """Every chunk's BM25 score for the terms ``ids`` (bm25s's own sum over their postings).
-        The last few are kept: a search and its coverage check score the same terms, and at a
-        million papers one scoring is milliseconds."""
+        """Every chunk's BM25 score for the terms ``ids`` (bm25s's own sum over their postings)."""
         import numpy as np
 
         if not ids:
             return np.zeros(int(loaded.bm25.scores["num_docs"]), dtype=np.float32)
-        key = (loaded.version, ids)
         with self._lock:  # bm25s may keep state while scoring
-            scores = self._recent.get(key)
-            if scores is None:
-                scores = loaded.bm25.get_scores_from_ids(list(ids))
-                scores.flags.writeable = False
-                self._recent[key] = scores
-                while len(self._recent) > RECENT_SCORES:
-                    self._recent.pop(next(iter(self._recent)))
-        return scores
+            return loaded.bm25.get_scores_from_ids(list(ids))
 
     def first_chunk(self, paper_id: str) -> Any:
         """The first stored chunk of a paper as a node (for a named paper retrieval missed), or None."""
@@ -224,18 +213,27 @@ class LexicalIndex:
             idf[term] = _idf(len(postings[term]), n_docs)
         total = sum(idf.values())
         absent = sum(idf[t] for t, p in postings.items() if p is None or len(p) == 0) / total
-        known = tuple(tid for tid in ids.values() if tid is not None and tid + 1 < len(indptr))
-        scores = self._scores(loaded, known)
+        data = index.scores["data"]
         share: dict[str, float] = {}
         best: dict[str, float] = {}
         for paper_id in paper_ids:
             rows = loaded.rows.rows_of(paper_id)
             if rows is None or len(rows) == 0:
                 continue
-            row_array = np.asarray(rows)
-            found = sum(idf[t] for t, p in postings.items() if p is not None and _holds(p, row_array))
+            # The paper's chunks' BM25 scores, read from the terms' postings at its rows only
+            # (scoring every chunk cost up to ~25 ms at a million papers): the same float32 sums,
+            # in the same order, as bm25s's scores of every chunk.
+            row_scores = np.zeros(len(rows), dtype=data.dtype)
+            found = 0.0
+            for term, run in postings.items():
+                if run is None or len(run) == 0:
+                    continue
+                held, at = locate(run, rows)
+                if held.any():
+                    found += idf[term]
+                    row_scores[held] += data[indptr[ids[term]] + at[held]]
             share[paper_id] = found / total
-            best[paper_id] = float(scores[row_array].max()) / total
+            best[paper_id] = float(row_scores.max()) / total  # lucene BM25: no score for absent terms
         return TermEvidence(terms=terms, absent=absent, share=share, bm25=best)
 
     # --- the index's view of text (app.answering.evidence.Analyzer) ---------------------------------
