@@ -296,6 +296,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
         local_backend=args.llm_backend,
         coverage_extra=extra,
         answers_extra=questions_for(args, "dev-answers"),
+        followups_extra=questions_for(args, "dev-followups"),
     )
     suite.preload(previous)
     if args.resume and (out / "summary.json").is_file():

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.retrieval.coverage import FEATURES, CoverageModel, decide
+from app.retrieval.coverage import FEATURES, CoverageModel, decide_follow_up
 from app.retrieval.types import CoverageSignals
 
 Row = dict[str, Any]
@@ -26,8 +26,9 @@ MIN_SHARE = (0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.01)
 MIN_BM25 = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.01)
 
 
-def signals_of(row: Row) -> CoverageSignals:
-    s = row["signals"]
+def signals_of(row: Row, s: dict[str, Any] | None = None) -> CoverageSignals:
+    """A row's recorded coverage signals (``s``: one of its follow-up's own, else its main ones)."""
+    s = row["signals"] if s is None else s
     return CoverageSignals(
         dense=float(s["dense"]),
         share=float(s["share"]),
@@ -39,7 +40,9 @@ def signals_of(row: Row) -> CoverageSignals:
 
 
 def covered(row: Row, model: CoverageModel) -> bool:
-    return decide(signals_of(row), model, has_hits=bool(row.get("ranked_titles"))).covered
+    """The service's decision (``decide_follow_up``) replayed from a row's recorded signals."""
+    alone = [signals_of(row, s) for s in row.get("query_signals") or ()]
+    return decide_follow_up(signals_of(row), alone, model, has_hits=bool(row.get("ranked_titles"))).covered
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from app.core.settings import Settings
 from eval import tables as rp
 from eval.config import Config, default_config
 from eval.questions import TYPES, Question, load_questions
-from eval.suite import Suite, machine_note, now_stamp
+from eval.suite import FOLLOWUPS, Suite, machine_note, now_stamp
 
 SETTING_FIELDS = (
     ("retrieval_mode", "PAPERQA_RETRIEVAL_MODE"),
@@ -509,6 +509,29 @@ def dense_recall_note(recall: Mapping[str, Any]) -> str:
     )
 
 
+def followups_section(suite: Suite, result: Mapping[str, Any]) -> list[str]:
+    """The shipped config on the follow-up tuning questions (dev-followups), if they ran."""
+    if (FOLLOWUPS, result["local_default"].name) not in suite.rows:
+        return []
+    summary = suite.summary(FOLLOWUPS, result["local_default"])
+    return [
+        "## Follow-ups (dev-followups: tuning)",
+        "",
+        f"The shipped config on the {summary['n_questions']} follow-up tuning questions "
+        "(`eval/questions/dev-followups.jsonl`: a detail of the paper just discussed, another paper, "
+        "several others; each with the conversation before it). A follow-up is retrieved with its "
+        "own words and with the previous question joined to it, and is covered when either is; "
+        "the papers the previous answer cited (found by the name or title before each `[n]`) are "
+        "left out of a follow-up asking for other work, and answer alone one about what was just "
+        "discussed (`app/answering/followups.py`).",
+        "",
+        rp.answer_comparison([summary]),
+        "",
+        rp.answers_by_type(summary),
+        "",
+    ]
+
+
 def render(
     suite: Suite,
     result: Mapping[str, Any],
@@ -691,6 +714,7 @@ def render(
             if dev_default
             else []
         ),
+        *followups_section(suite, result),
         "## Test (held out): shipped defaults",
         "",
         rp.config_section(test_default, level=3),

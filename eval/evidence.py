@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.answering.compose import asks_for_many, select_papers
@@ -64,11 +64,14 @@ class QuestionFeatures:
     asked: Asked
     papers: list[PaperFeatures]  # retrieval's first max(GRID["many_k"]) papers, in its order
     top_k: int  # the papers an answer reads when the question does not ask for several
+    previous: list[str] = field(default_factory=list)  # a follow-up's previously cited papers
+    focus_ratio: float = 0.5  # the service's PAPERQA_FOLLOWUP_FOCUS_RATIO
 
 
 def features(services: Any, questions: Sequence[Any], settings: Any) -> list[QuestionFeatures]:
     """The expensive part, once: retrieval, abstracts, sentence embeddings. Blocking."""
     from app.answering.condense import weights_for
+    from app.answering.followups import previous_papers
     from app.retrieval.queries import standalone_queries
 
     retriever = services.retriever
@@ -112,6 +115,8 @@ def features(services: Any, questions: Sequence[Any], settings: Any) -> list[Que
                 view,
                 papers,
                 settings.top_k,
+                previous_papers(q.messages, lexical.names, [(h.paper_id, h.title) for h in result.hits]),
+                settings.followup_focus_ratio,
             )
         )
     return out
@@ -149,7 +154,13 @@ def replay(
         found = evidence[index] if evidence is not None else paper_evidence(q, setting)
         found = found[: int(setting["many_k"]) if asks_for_many(q.question) else q.top_k]
         selected = select_papers(
-            q.question, found, q.named, setting["paper_ratio"], setting["paper_ratio_default"]
+            q.question,
+            found,
+            q.named,
+            setting["paper_ratio"],
+            setting["paper_ratio_default"],
+            q.previous,
+            q.focus_ratio,
         )
         if not selected:
             continue

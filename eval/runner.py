@@ -224,6 +224,7 @@ class Runner:
             "ranked_titles": ranked,
             "top_similarity": round(result.top_similarity, 5),
             "signals": result.signals.as_dict(),
+            "query_signals": [signals.as_dict() for signals in result.query_signals],
             "coverage": coverage.reason,
             "metrics": metrics,
             "timings": {

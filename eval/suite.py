@@ -30,6 +30,7 @@ from eval.questions import Question
 from eval.runner import Row, Runner, config_record, run_all
 
 EXTRA = "dev-coverage"  # the set of more tuning questions for the coverage decision
+FOLLOWUPS = "dev-followups"  # follow-up tuning questions, run with the shipped config
 TIE = 0.01  # smallest margin ever required to move away from a shipped value
 CONDENSE_COST = {"off": 0, "concat": 1, "llm": 2}  # cheaper first on ties
 
@@ -87,11 +88,14 @@ class Suite:
         local_backend: str = "local",
         coverage_extra: Sequence[Question] = (),
         answers_extra: Sequence[Question] = (),
+        followups_extra: Sequence[Question] = (),
     ) -> None:
         self.runner = runner
         self.dev, self.test = list(dev), list(test)
         # More tuning questions for the evidence settings (eval/questions/dev-answers.jsonl).
         self.answers_extra = list(answers_extra)
+        # Follow-up tuning questions (eval/questions/dev-followups.jsonl): the shipped config's figures.
+        self.followups_extra = list(followups_extra)
         # More tuning questions for the coverage decision only (eval/questions/dev-coverage.jsonl):
         # the model is fitted on dev and these, never on test.
         self.coverage_extra = list(coverage_extra)
@@ -227,6 +231,8 @@ class Suite:
         # 4. The shipped config with the answering LLM, on dev, then once on the held-out test set.
         local_default = d.with_(llm_backend=self.local_backend, label="default (shipped)")
         await self._run([local_default], self.dev, "dev")
+        if self.followups_extra:
+            await self._run([local_default], self.followups_extra, FOLLOWUPS)
         self.timing["dev answers"] = time.perf_counter() - t
         t = time.perf_counter()
         await self._run([local_default], self.test, "test")

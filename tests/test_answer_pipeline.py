@@ -118,6 +118,52 @@ async def test_follow_up_keeps_the_topic(bundled_index) -> None:
     assert any("Lidar" in s.title for s in result.sources[:3]), [s.title for s in result.sources]
 
 
+def after(answer: str, question: str) -> list[dict[str, str]]:
+    return [
+        {"role": "user", "content": "Tell me about that."},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": question},
+    ]
+
+
+async def test_a_follow_up_about_the_paper_just_cited_is_answered_from_it(bundled_index) -> None:
+    """Vague on its own ("those artifacts"), so the coverage signals alone would refuse it; it
+    refers back to the paper the previous answer cited, which retrieval finds again: answered from
+    that paper alone."""
+    answer = (
+        "Vision Transformers Need Registers [1] finds artifacts in the feature maps of ViTs and "
+        "removes them with extra tokens."
+    )
+    result = await answerer_for(bundled_index, None).answer(
+        after(answer, "Where in the image do those artifacts show up, and what are they?")
+    )
+    assert not result.refused, result.answer
+    assert [c.title for c in result.citations] == ["Vision Transformers Need Registers"]
+    check_result_guarantees(result)
+
+
+async def test_a_follow_up_asking_for_other_papers_leaves_out_the_one_just_cited(bundled_index) -> None:
+    answer = "Linformer [1] projects keys and values to a lower dimension, so attention is linear."
+    result = await answerer_for(bundled_index, None).answer(
+        after(answer, "Which other papers approximate self-attention in linear time?")
+    )
+    titles = [c.title for c in result.citations]
+    assert titles and not any(t.startswith("Linformer") for t in titles), titles
+    check_result_guarantees(result)
+
+
+async def test_a_follow_up_in_scope_on_its_own_words_is_not_refused(bundled_index) -> None:
+    """Joined to a previous turn that says nothing ("Tell me about that."), the follow-up's terms
+    are diluted and its standalone query was refused; its own words are in scope."""
+    answer = "Linformer [1] projects keys and values to a lower dimension, so attention is linear."
+    result = await answerer_for(bundled_index, None).answer(
+        after(answer, "Are there other efficient attention papers with linear complexity?")
+    )
+    assert not result.refused, result.answer
+    assert result.citations and not any(c.title.startswith("Linformer") for c in result.citations)
+    check_result_guarantees(result)
+
+
 async def test_extractive_mode_cites_without_llm(bundled_index) -> None:
     result = await answerer_for(bundled_index, None).answer([{"role": "user", "content": IN_SCOPE}])
     assert result.backend == "extractive" and result.citations

@@ -216,3 +216,22 @@ def test_the_logistic_fit_finds_a_signal_on_a_small_scale() -> None:
     assert outcome.answerable_refused == 0 and outcome.out_of_scope_refused == 20
     assert model.weights[4] > 10 * abs(model.weights[0])  # the gap carries the decision
     assert outcome_of(rows, model) == outcome  # the returned weights decide as the fit did
+
+
+def test_a_follow_up_is_covered_when_its_own_words_are() -> None:
+    from app.retrieval.coverage import coverage_of
+    from app.retrieval.types import PaperHit, RetrievalResult
+
+    good = CoverageSignals(dense=0.5, share=0.6, bm25=0.3, absent=0.0)  # p 0.75 (test_logistic)
+    weak = CoverageSignals(dense=0.5, share=0.6, bm25=0.3, absent=0.6)  # p 0.475
+    hits = [PaperHit("p", "P", 1.0, (), {})]
+
+    def result(signals: CoverageSignals, *alone: CoverageSignals, found: bool = True) -> RetrievalResult:
+        return RetrievalResult(hits if found else [], "hybrid", ["q"], 0.5, signals, tuple(alone))
+
+    assert coverage_of(result(good), LOGISTIC) == Coverage(True, "signals")
+    assert coverage_of(result(weak, good), LOGISTIC) == Coverage(True, "signals (the follow-up's own words)")
+    assert coverage_of(result(good, weak), LOGISTIC) == Coverage(True, "signals")
+    refused = coverage_of(result(weak, weak), LOGISTIC)
+    assert not refused.covered and "p=0.48" in refused.reason  # the standalone query's reason
+    assert not coverage_of(result(weak, good, found=False), LOGISTIC).covered

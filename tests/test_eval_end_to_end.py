@@ -124,6 +124,7 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
     # A few coverage tuning questions (out-of-scope and answerable), fitted on with dev.
     extra = select(load_questions("dev-coverage"), ids=["devc-001", "devc-031", "devc-039", "devc-040"])
     answers = select(load_questions("dev-answers"), ids=["deva-001", "deva-049"])
+    followups = select(load_questions("dev-followups"), ids=["devf-001", "devf-023"])
     suite = Suite(
         runner,
         dev,
@@ -133,6 +134,7 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
         local_backend="extractive",
         coverage_extra=extra,
         answers_extra=answers,
+        followups_extra=followups,
     )
     try:
         result = await suite.run()
@@ -167,6 +169,7 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
         "## Evidence settings",
         "## Dev: answers",
         "## Test (held out): shipped defaults",
+        "## Follow-ups (dev-followups: tuning)",
         "Partial run",
         "Dev-coverage, shipped settings",
         "dev + dev-coverage, 5-fold cross-validation",

@@ -20,6 +20,8 @@ import re
 from collections.abc import Sequence
 
 from app.answering.evidence import PaperEvidence
+from app.answering.followups import asks_for_other, refers_back
+from app.core.names import short_name
 
 _ONE = re.compile(
     r"\b(?:which|what|a|an|the|one|any)\s+(?:\w+[ -]){0,3}?(?:paper|work|study|system|method|model|approach|"
@@ -56,13 +58,21 @@ def select_papers(
     named: Sequence[str],
     ratio: float,
     ratio_default: float = 0.85,
+    previous: Sequence[str] = (),
+    focus_ratio: float = 0.5,
 ) -> list[PaperEvidence]:
     """The papers the answer covers, in retrieval order (named papers first, as retrieval put them):
     the named ones; for a question asking for one paper, retrieval's first; for one asking for
     several, every paper whose evidence scores at least ``ratio`` of the best; otherwise (a keyword
     query, a detail question) those scoring at least ``ratio_default`` of it, and retrieval's first
     paper in every case. Retrieval ranks whole papers (hybrid, hit@1 0.99 on dev); the evidence
-    score reads one sentence, and picked another paper over a right first one (docs/evaluation.md)."""
+    score reads one sentence, and picked another paper over a right first one (docs/evaluation.md).
+
+    In a follow-up, ``previous`` are the papers the previous answer named: a follow-up asking for
+    a paper (:func:`asks_for_other`) is answered without them while others are found; one about what
+    was just discussed (:func:`refers_back`) from the first of them retrieval found again, alone,
+    unless another paper's evidence scores more than ``1 / focus_ratio`` times as high (the
+    follow-up's own words then point elsewhere)."""
     usable = [e for e in evidence if e.chosen]
     if not usable:
         return []
@@ -71,20 +81,19 @@ def select_papers(
         chosen = [e for e in usable if e.paper_id in named_set]
         if chosen:
             return chosen
+    earlier = set(previous)
+    if earlier and asks_for_other(question):
+        usable = [e for e in usable if e.paper_id not in earlier] or usable
+    if earlier and refers_back(question):
+        focus = [e for e in usable if e.paper_id in earlier]
+        if focus and focus[0].relevance >= focus_ratio * max(e.relevance for e in usable):
+            return focus[:1]
     best = max(e.relevance for e in usable)
     first = usable[0]  # retrieval's first paper with evidence
     if asks_for_one(question):
         return [first]
     bar = ratio if asks_for_many(question) else ratio_default
     return [e for e in usable if e is first or e.relevance >= bar * best]
-
-
-def short_name(title: str) -> str:
-    """The name a paper goes by: the part before the title's colon when short, else the title."""
-    head, colon, _ = title.partition(":")
-    if colon and len(head.split()) <= 5 and len(head) <= 48:
-        return head.strip()
-    return title.strip()
 
 
 _LEAD = re.compile(

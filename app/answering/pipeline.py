@@ -23,6 +23,7 @@ from app.answering.compose import papers_to_read, select_papers
 from app.answering.condense import condense, weights_for
 from app.answering.context import make_citations, sources_from_evidence
 from app.answering.evidence import EvidenceFinder, PaperEvidence
+from app.answering.followups import about_previous, previous_papers
 from app.answering.llm import ChatBackend
 from app.answering.prompts import Prompts
 from app.answering.strategies import (
@@ -157,6 +158,12 @@ class Answerer:
         base = {"mode": retrieval.mode, "query": queries[-1], "model": self.model_name}
 
         coverage = self.coverage(retrieval)
+        question = messages[-1]["content"].strip()
+        previous = previous_papers(
+            messages, self.retriever.lexical.names, [(h.paper_id, h.title) for h in retrieval.hits]
+        )
+        if not coverage.covered and about_previous(question, previous, [h.paper_id for h in retrieval.hits]):
+            coverage = Coverage(True, "follow-up")  # about the paper just discussed, found again
         if not coverage.covered:
             yield SourcesEvent([])
             timings.total_ms = _ms(started)
@@ -165,7 +172,6 @@ class Answerer:
             )
             return
 
-        question = messages[-1]["content"].strip()
         t0 = time.perf_counter()
         found = await self.find_evidence(question, retrieval)
         strategy = resolve_strategy(self.settings, self.backend_name) if self.backend else "extract"
@@ -175,6 +181,8 @@ class Answerer:
             retrieval.signals.named,
             self.settings.answer_paper_ratio,
             self.settings.answer_paper_ratio_default,
+            previous,
+            self.settings.followup_focus_ratio,
         )
         order = list(range(len(found)))
         if strategy != "generate":

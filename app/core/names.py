@@ -248,3 +248,11 @@ def asks_about(question: str, match: NameMatch, max_other_terms: int = 2) -> boo
     words = [w for w in _TOKEN.findall(question) if not (name_key(w) and name_key(w) in key)]
     other = terms(" ".join(words)) - terms(" ".join(QUESTION_WORDS))
     return len(other) <= max_other_terms
+
+
+def short_name(title: str) -> str:
+    """The name a paper goes by: the part before the title's colon when short, else the title."""
+    head, colon, _ = title.partition(":")
+    if colon and len(head.split()) <= 5 and len(head) <= 48:
+        return head.strip()
+    return title.strip()

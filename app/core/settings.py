@@ -121,6 +121,7 @@ class Settings(BaseSettings):
     evidence_second_ratio: float = Field(0.6, ge=0.0, le=1.0)
     answer_paper_ratio: float = Field(0.7, ge=0.0, le=1.0)
     answer_paper_ratio_default: float = Field(1.0, ge=0.0, le=1.0)
+    followup_focus_ratio: float = Field(0.5, ge=0.0, le=1.0)
     claim_min_similarity: float = Field(0.75, ge=-1.0, le=1.0)  # calibrated on dev: python -m eval claims
     llm_timeout_s: float = Field(60.0, gt=0)
     llm_retries: int = Field(2, ge=0, le=10)

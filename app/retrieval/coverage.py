@@ -29,6 +29,7 @@ do on dev and test. Pure functions, tested without a model.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -121,9 +122,29 @@ def decide(signals: CoverageSignals, model: CoverageModel, has_hits: bool = True
     return Coverage(False, "no paper is close enough")
 
 
+def decide_follow_up(
+    signals: CoverageSignals,
+    alone: Sequence[CoverageSignals],
+    model: CoverageModel,
+    has_hits: bool = True,
+) -> Coverage:
+    """:func:`decide` for a question whose other queries are each judged ``alone`` too: covered
+    when the standalone query is, or when one of them is. A follow-up's raw text is one: "Which
+    other papers make attention linear?" after an answer on Linformer needs no context to be in
+    scope, and the previous question joined to it dilutes its terms."""
+    coverage = decide(signals, model, has_hits)
+    for other in alone:
+        if coverage.covered:
+            break
+        decision = decide(other, model, has_hits)
+        if decision.covered:
+            coverage = Coverage(True, f"{decision.reason} (the follow-up's own words)")
+    return coverage
+
+
 def coverage_of(retrieval: RetrievalResult, model: CoverageModel) -> Coverage:
-    """The decision for a retrieval result."""
-    return decide(retrieval.signals, model, has_hits=bool(retrieval.hits))
+    """The decision for a retrieval result (:func:`decide_follow_up`)."""
+    return decide_follow_up(retrieval.signals, retrieval.query_signals, model, bool(retrieval.hits))
 
 
 def suggestions_for(retrieval: RetrievalResult, limit: int) -> list[Suggestion]:

@@ -52,6 +52,12 @@ class DenseRetriever(BaseRetriever):
             out.append(NodeWithScore(node=node, score=cosine))
         return out
 
+    def absorb(self, other: DenseRetriever) -> None:
+        """Take in what another search's dense side found (the best cosine of each chunk and paper)."""
+        for mine, theirs in ((self.cosines, other.cosines), (self.paper_cosines, other.paper_cosines)):
+            for key, cosine in theirs.items():
+                mine[key] = max(cosine, mine.get(key, -1.0))
+
 
 def _fuse_one_query(
     dense: DenseRetriever, lexical: BaseRetriever, bundle: QueryBundle, k: int
@@ -152,6 +158,7 @@ class PaperRetriever(BaseRetriever):
         queries = [q for q in dict.fromkeys(q.strip() for q in queries) if q]
         dense = DenseRetriever(self._index, k)
         lexical = self.lexical.retriever(k)
+        own: dict[str, DenseRetriever] = {}  # each query's own dense side (a follow-up has two)
         nodes: dict[str, TextNode] = {}
         scores: dict[str, float]
         llama_fusion = mode == "hybrid" and len(queries) == 1 and self._settings.rrf_k == LLAMA_INDEX_RRF_K
@@ -165,7 +172,9 @@ class PaperRetriever(BaseRetriever):
             list_weights: list[float] = []
             for query in queries:
                 bundle = QueryBundle(query_str=query, embedding=self._embed(query))
-                dense_hits = dense.retrieve(bundle)  # always: the floor reads the similarity
+                own[query] = DenseRetriever(self._index, k)
+                dense_hits = own[query].retrieve(bundle)  # always: the floor reads the similarity
+                dense.absorb(own[query])
                 sides = []
                 if mode in ("dense", "hybrid"):
                     sides.append(dense_hits)
@@ -193,16 +202,26 @@ class PaperRetriever(BaseRetriever):
         named = self.named_papers(queries)
         hits = self._named_first(ranked, named, top_k)
         top = max(max(dense.cosines.values(), default=0.0), 0.0)
-        evidence = self.lexical.term_evidence(queries[-1], [h.paper_id for h in hits[:EVIDENCE_PAPERS]])
-        signals = CoverageSignals(
-            dense=top,
+        papers = [h.paper_id for h in hits[:EVIDENCE_PAPERS]]
+        signals = self._signals(queries[-1], dense, papers, named)
+        alone = tuple(self._signals(q, own[q], papers, named) for q in queries[:-1] if q in own)
+        return RetrievalResult(
+            hits=hits, mode=mode, queries=queries, top_similarity=top, signals=signals, query_signals=alone
+        )
+
+    def _signals(
+        self, query: str, dense: DenseRetriever, papers: Sequence[str], named: Sequence[str]
+    ) -> CoverageSignals:
+        """The coverage signals of ``query`` over what ``dense`` found and the ``papers`` ranked first."""
+        evidence = self.lexical.term_evidence(query, papers)
+        return CoverageSignals(
+            dense=max(max(dense.cosines.values(), default=0.0), 0.0),
             share=max(evidence.share.values(), default=0.0),
             bm25=max(evidence.bm25.values(), default=0.0),
             absent=evidence.absent,
             dense_gap=dense_gap(dense.paper_cosines),
             named=tuple(named),
         )
-        return RetrievalResult(hits=hits, mode=mode, queries=queries, top_similarity=top, signals=signals)
 
     def named_papers(self, queries: Sequence[str]) -> list[str]:
         """The papers the question asks for by name ("What is Linformer?"), in match order; a name

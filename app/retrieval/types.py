@@ -63,6 +63,8 @@ class RetrievalResult:
     queries: list[str]
     top_similarity: float  # best dense cosine over the whole collection, for the relevance floor
     signals: CoverageSignals = field(default_factory=CoverageSignals)  # for the coverage decision
+    # A follow-up's other queries (its raw text) each on their own: the decision may also read them.
+    query_signals: tuple[CoverageSignals, ...] = ()
 
 
 class Suggestion(BaseModel):

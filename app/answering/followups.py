@@ -1,0 +1,103 @@
+"""What a follow-up refers to: the papers the previous answer cited, and whether the follow-up
+asks about them or for other papers. Pure functions, tested without a model.
+
+After "MEGABYTE [1] segments byte sequences into patches ...", the follow-up "How does it split the
+work inside those patches?" is about MEGABYTE (:func:`refers_back`): it is answered from that paper
+alone, and covered whatever the coverage signals of its vague words say, as long as retrieval
+finds the paper again. "Has anyone made a causal version of that?" asks for another paper
+(:func:`asks_for_other`): it is answered without the papers just cited while others are found.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from app.core.names import NameIndex, short_name
+from app.retrieval.queries import Turn
+
+_OTHER = re.compile(
+    r"\b(?:which|what|any|a|an|one|some)\s+(?:[\w-]+\s+){0,3}?(?:papers?|works|stud(?:y|ies)|toolkits?)\b"
+    r"|\bis there (?:a|an|any|something|anything)\b|\bare there\b|\bsimilar\b|\bwhat about\b|^\s*and for\b"
+    r"|\b(?:anyone|anybody|other|others|else|another|beyond|further)\b|\bfollow-up work\b"
+    r"|\bha(?:s|ve) (?:it|they|this|that) been (?:adapted|applied|extended)\b",
+    re.IGNORECASE,
+)
+_CHOICE = re.compile(r"\b(?:which|what) (?:one )?of (?:them|these|those|the \w+)\b", re.IGNORECASE)
+_BACK = re.compile(
+    r"\b(?:it|its|they|their|them|this|these|those|the (?:paper|model|method|authors|approach))\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_other(question: str) -> bool:
+    """A follow-up asking for a paper or for other work ("Which paper ...", "Is there ...", "Has
+    anyone ...", "What else ...", "Has it been adapted ..."): after an answer, that is another
+    paper than the ones just discussed."""
+    return bool(_OTHER.search(question))
+
+
+def refers_back(question: str) -> bool:
+    """A follow-up about what was just discussed ("What loss does it train with?"), asking for no
+    paper, nor to choose among papers ("Which of them ..." is answered by the usual rules)."""
+    return bool(_BACK.search(question)) and not asks_for_other(question) and not _CHOICE.search(question)
+
+
+_MARKER = re.compile(r"\[(\d+)\]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _word_in(name: str, text: str) -> bool:
+    """``name`` in ``text`` as whole words ("vit" not inside "vivit")."""
+    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text) is not None
+
+
+def previous_papers(
+    messages: Sequence[Turn], names: NameIndex, titles: Sequence[tuple[str, str]] = ()
+) -> list[str]:
+    """The papers the previous answer (the last assistant turn before the question) cites, in the
+    order cited, each found by what is written just before its citation marker: one of ``titles``
+    (``(paper_id, title)``, e.g. the papers retrieval found for the follow-up), or else the name a
+    title gives ("MEGABYTE [1] segments ...", "ViViT: A Video Vision Transformer [1]"). None when
+    the conversation has no answer yet or nothing before a marker names a paper."""
+    answers = [m["content"] for m in messages[:-1] if m["role"] == "assistant"]
+    if not answers:
+        return []
+    text = answers[-1]
+    known = [(paper_id, _norm(title)) for paper_id, title in titles if title.strip()]
+    short = [
+        (paper_id, _norm(short_name(title))) for paper_id, title in titles if len(short_name(title)) >= 3
+    ]
+    found: list[str] = []
+    start = 0
+    for marker in _MARKER.finditer(text):
+        segment = _norm(text[start : marker.start()])  # since the previous marker
+        lead = _SENTENCE_END.split(text[start : marker.start()])[-1]  # this sentence, up to the marker
+        start = marker.end()
+        lowered = _norm(lead)
+        # A title (which may hold a "?"), else a title's short name, else a name the index knows:
+        # the one written closest to the marker.
+        by_title = [(segment.rfind(title), paper_id) for paper_id, title in known if title in segment]
+        by_short = [(lowered.rfind(name), paper_id) for paper_id, name in short if _word_in(name, lowered)]
+        if by_title or by_short:
+            found.append(max(by_title or by_short)[1])
+            continue
+        matches = [m for m in names.match(lead) if len(m.paper_ids) == 1]
+        if matches:
+            closest = max(matches, key=lambda m: (lowered.rfind(_norm(m.name)), len(m.name)))
+            found.append(closest.paper_ids[0])
+    return list(dict.fromkeys(found))
+
+
+def about_previous(question: str, previous: Sequence[str], found: Sequence[str]) -> str | None:
+    """The paper a follow-up asks about, when it refers back (:func:`refers_back`) to a paper the
+    previous answer cited that is among the papers ``found`` now (the first such, in ``found``'s
+    order); else None."""
+    if not previous or not refers_back(question):
+        return None
+    earlier = set(previous)
+    return next((paper_id for paper_id in found if paper_id in earlier), None)

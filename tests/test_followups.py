@@ -1,0 +1,120 @@
+"""Follow-ups: the papers the previous answer cited, and whether a follow-up asks about them or
+for other papers (``app.answering.followups``); how the answer's papers follow from that
+(``select_papers``). Pure functions, fast tier."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.answering.compose import select_papers
+from app.answering.followups import about_previous, asks_for_other, previous_papers, refers_back
+from app.core.names import NameIndex
+from tests.test_faithful_units import evidence
+
+TITLES = [
+    ("p-mega", "MEGABYTE: Predicting Million-byte Sequences with Multiscale Transformers"),
+    ("p-icl", "What learning algorithm is in-context learning? Investigations with linear models"),
+    ("p-vit", "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale"),
+    ("p-vivit", "ViViT: A Video Vision Transformer"),
+]
+
+
+def conversation(answer: str, question: str = "And then?") -> list[dict[str, str]]:
+    return [
+        {"role": "user", "content": "Some question"},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": question},
+    ]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Has anyone made a causal version of that?",
+        "Which other papers do this?",
+        "Which paper originally defined that language?",
+        "Is there an open-source toolkit that ships it?",
+        "Is there something similar for robots?",
+        "Are there any that use mixed precision?",
+        "What else has come out of that line?",
+        "Has it been adapted for graphs?",
+        "And for scene text, end to end?",
+        "What about real images?",
+    ],
+)
+def test_asks_for_other(question: str) -> None:
+    assert asks_for_other(question) and not refers_back(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How does it split the work inside those patches?",  # "the work" is no request for work
+        "What loss does it train with, and what dataset are the results reported on?",
+        "How does the single model know whether it should do segmentation?",
+        "Which video benchmarks did it get state-of-the-art results on?",
+        "Does it change anything at inference time?",
+        "By how much does the model beat Swin?",
+    ],
+)
+def test_refers_back(question: str) -> None:
+    assert refers_back(question) and not asks_for_other(question)
+
+
+def test_choosing_among_papers_is_no_back_reference() -> None:
+    assert not refers_back("Which of them uses log2 quantizers?")
+    assert not refers_back("What one of these is fastest?")
+
+
+def test_no_back_reference_is_neither() -> None:
+    assert not refers_back("What accuracy on ImageNet?")
+    assert not asks_for_other("What accuracy on ImageNet?")
+
+
+def test_previous_papers_by_title_short_name_or_name_index() -> None:
+    names = NameIndex(papers_by_key={"vivit": ("p-vivit",)}, spelling={"vivit": "ViViT"})
+    # a title holding a "?", a short name, a name only the name index knows; order as cited
+    answer = (
+        "What learning algorithm is in-context learning? Investigations with linear models [1] "
+        "studies regression. MEGABYTE [2] segments bytes into patches. ViViT [3] does video."
+    )
+    assert previous_papers(conversation(answer), names, TITLES[:2]) == ["p-icl", "p-mega", "p-vivit"]
+    # the name closest to the marker, not one earlier in the sentence; whole words only
+    answer = "Unlike ViViT, MEGABYTE [1] uses patches. MEGABYTES [2] are many."
+    assert previous_papers(conversation(answer), names, TITLES) == ["p-mega"]
+    # a name in another sentence does not count for a marker
+    assert previous_papers(conversation("MEGABYTE is big. It does patches [1]."), NameIndex(), TITLES) == []
+
+
+def test_previous_papers_needs_an_answer() -> None:
+    assert previous_papers([{"role": "user", "content": "MEGABYTE [1]?"}], NameIndex(), TITLES) == []
+    assert previous_papers(conversation("No markers: MEGABYTE."), NameIndex(), TITLES) == []
+
+
+def test_about_previous() -> None:
+    assert about_previous("What loss does it use?", ["b"], ["a", "b"]) == "b"
+    assert about_previous("What loss does it use?", ["c"], ["a", "b"]) is None  # not found again
+    assert about_previous("Has anyone improved it?", ["b"], ["a", "b"]) is None  # asks for another
+    assert about_previous("What loss does it use?", [], ["a", "b"]) is None  # no previous answer
+
+
+def test_select_papers_in_a_follow_up() -> None:
+    found = [evidence("a", "A: x", 0.9), evidence("b", "B: x", 0.7), evidence("c", "C: x", 0.5)]
+    ids = lambda chosen: [e.paper_id for e in chosen]  # noqa: E731
+    # about the paper just discussed: that paper alone, wherever retrieval ranked it
+    assert ids(select_papers("What loss does it use?", found, [], 0.7, 0.7, previous=["b"])) == ["b"]
+    # ...unless another paper's evidence is far stronger (its own words point elsewhere)
+    assert ids(
+        select_papers("What loss does it use?", found, [], 0.7, 0.7, previous=["c"], focus_ratio=0.6)
+    ) == ["a", "b"]
+    # "Which of them ...": the usual rules
+    assert ids(select_papers("Which of them does x?", found, [], 0.7, 0.7, previous=["b", "c"])) == ["a", "b"]
+    # asking for other work: without the papers just cited
+    assert ids(select_papers("Which other papers do x?", found, [], 0.5, 0.85, previous=["a"])) == ["b", "c"]
+    assert ids(select_papers("Has anyone done x?", found, [], 0.5, 0.85, previous=["a"])) == ["b"]
+    # ...unless nothing else was found
+    assert ids(select_papers("Has anyone done x?", found[:1], [], 0.5, 0.85, previous=["a"])) == ["a"]
+    # a paper named in the question still comes first
+    assert ids(select_papers("What about C?", found, ["c"], 0.5, 0.85, previous=["a"])) == ["c"]
+    # no previous answer: as before
+    assert ids(select_papers("What loss does it use?", found, [], 0.7, 0.7)) == ["a", "b"]
