@@ -88,7 +88,17 @@ def test_previous_papers_by_title_short_name_or_name_index() -> None:
 
 def test_previous_papers_needs_an_answer() -> None:
     assert previous_papers([{"role": "user", "content": "MEGABYTE [1]?"}], NameIndex(), TITLES) == []
-    assert previous_papers(conversation("No markers: MEGABYTE."), NameIndex(), TITLES) == []
+    assert previous_papers(conversation("Nothing found."), NameIndex(), TITLES) == []
+
+
+def test_previous_papers_of_an_answer_without_markers() -> None:
+    """Titles or short names of ``titles`` mentioned anywhere, in the order mentioned; whole words."""
+    names = NameIndex(papers_by_key={"vivit": ("p-vivit",)}, spelling={"vivit": "ViViT"})
+    answer = (
+        "That is MEGABYTE, unlike An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale."
+    )
+    assert previous_papers(conversation(answer), names, TITLES) == ["p-mega", "p-vit"]
+    assert previous_papers(conversation("MEGABYTES and ViViTs."), names, TITLES) == []
 
 
 def test_about_previous() -> None:

@@ -62,8 +62,9 @@ def previous_papers(
     """The papers the previous answer (the last assistant turn before the question) cites, in the
     order cited, each found by what is written just before its citation marker: one of ``titles``
     (``(paper_id, title)``, e.g. the papers retrieval found for the follow-up), or else the name a
-    title gives ("MEGABYTE [1] segments ...", "ViViT: A Video Vision Transformer [1]"). None when
-    the conversation has no answer yet or nothing before a marker names a paper."""
+    title gives ("MEGABYTE [1] segments ...", "ViViT: A Video Vision Transformer [1]"). An answer
+    without markers (a client that drops them, an answer typed by hand): the papers of ``titles``
+    it mentions by title or short name. None when the conversation has no answer yet."""
     answers = [m["content"] for m in messages[:-1] if m["role"] == "assistant"]
     if not answers:
         return []
@@ -72,6 +73,8 @@ def previous_papers(
     short = [
         (paper_id, _norm(short_name(title))) for paper_id, title in titles if len(short_name(title)) >= 3
     ]
+    if not _MARKER.search(text):  # an answer written without markers ("That is FNet: ..., which ...")
+        return _mentioned(_norm(text), known, short)
     found: list[str] = []
     start = 0
     for marker in _MARKER.finditer(text):
@@ -91,6 +94,19 @@ def previous_papers(
             closest = max(matches, key=lambda m: (lowered.rfind(_norm(m.name)), len(m.name)))
             found.append(closest.paper_ids[0])
     return list(dict.fromkeys(found))
+
+
+def _mentioned(text: str, known: Sequence[tuple[str, str]], short: Sequence[tuple[str, str]]) -> list[str]:
+    """The papers whose title, or else short name (as whole words), ``text`` mentions, in the
+    order mentioned."""
+    at: dict[str, int] = {}
+    for paper_id, title in known:
+        if title in text:
+            at[paper_id] = text.find(title)
+    for paper_id, name in short:
+        if paper_id not in at and (found := re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)):
+            at[paper_id] = found.start()
+    return sorted(at, key=lambda paper_id: at[paper_id])
 
 
 def about_previous(question: str, previous: Sequence[str], found: Sequence[str]) -> str | None:
