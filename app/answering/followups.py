@@ -51,9 +51,10 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _word_in(name: str, text: str) -> bool:
-    """``name`` in ``text`` as whole words ("vit" not inside "vivit")."""
-    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text) is not None
+def _word_at(name: str, text: str) -> int:
+    """Where ``name`` first occurs in ``text`` as whole words ("vit" not inside "vivit"), or -1."""
+    found = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
+    return found.start() if found else -1
 
 
 def previous_papers(
@@ -85,7 +86,9 @@ def previous_papers(
         # A title (which may hold a "?"), else a title's short name, else a name the index knows:
         # the one written closest to the marker.
         by_title = [(segment.rfind(title), paper_id) for paper_id, title in known if title in segment]
-        by_short = [(lowered.rfind(name), paper_id) for paper_id, name in short if _word_in(name, lowered)]
+        by_short = [
+            (lowered.rfind(name), paper_id) for paper_id, name in short if _word_at(name, lowered) >= 0
+        ]
         if by_title or by_short:
             found.append(max(by_title or by_short)[1])
             continue
@@ -104,8 +107,8 @@ def _mentioned(text: str, known: Sequence[tuple[str, str]], short: Sequence[tupl
         if title in text:
             at[paper_id] = text.find(title)
     for paper_id, name in short:
-        if paper_id not in at and (found := re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)):
-            at[paper_id] = found.start()
+        if paper_id not in at and (where := _word_at(name, text)) >= 0:
+            at[paper_id] = where
     return sorted(at, key=lambda paper_id: at[paper_id])
 
 
