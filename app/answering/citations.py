@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
 from app.core.records import normalize_title
+from app.core.text import whole_word
 
 _GROUP = re.compile(
     r"\[\s*(?:(?:sources?|refs?|references?|papers?|doc(?:ument)?s?)\s*)?#?"
@@ -280,7 +281,7 @@ def short_names(titles: list[str]) -> dict[str, int]:
 def link_short_names(text: str, titles: list[str], state: CitationState) -> str:
     """The first mention of a source's short name, if no marker follows it, gets one."""
     for name, index in short_names(titles).items():
-        match = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
+        match = whole_word(name, text)
         if match is None:
             continue
         marker = state.cite(index + 1)

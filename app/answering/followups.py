@@ -14,6 +14,8 @@ import re
 from collections.abc import Sequence
 
 from app.core.names import NameIndex, short_name
+from app.core.records import normalize_space
+from app.core.text import whole_word
 from app.retrieval.queries import Turn
 
 _OTHER = re.compile(
@@ -48,13 +50,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-def _word_at(name: str, text: str) -> int:
-    """Where ``name`` first occurs in ``text`` as whole words ("vit" not inside "vivit"), or -1."""
-    found = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
-    return found.start() if found else -1
+    return normalize_space(text).lower()
 
 
 def previous_papers(
@@ -86,9 +82,7 @@ def previous_papers(
         # A title (which may hold a "?"), else a title's short name, else a name the index knows:
         # the one written closest to the marker.
         by_title = [(segment.rfind(title), paper_id) for paper_id, title in known if title in segment]
-        by_short = [
-            (lowered.rfind(name), paper_id) for paper_id, name in short if _word_at(name, lowered) >= 0
-        ]
+        by_short = [(lowered.rfind(name), paper_id) for paper_id, name in short if whole_word(name, lowered)]
         if by_title or by_short:
             found.append(max(by_title or by_short)[1])
             continue
@@ -107,8 +101,8 @@ def _mentioned(text: str, known: Sequence[tuple[str, str]], short: Sequence[tupl
         if title in text:
             at[paper_id] = text.find(title)
     for paper_id, name in short:
-        if paper_id not in at and (where := _word_at(name, text)) >= 0:
-            at[paper_id] = where
+        if paper_id not in at and (found := whole_word(name, text)):
+            at[paper_id] = found.start()
     return sorted(at, key=lambda paper_id: at[paper_id])
 
 

@@ -205,3 +205,9 @@ def clean_text(text: str) -> str:
 def is_blank(text: str) -> bool:
     """True when ``text`` has nothing but whitespace and control characters (see :data:`NON_BLANK`)."""
     return _NON_BLANK.search(text) is None
+
+
+def whole_word(name: str, text: str) -> re.Match[str] | None:
+    """The first occurrence of ``name`` in ``text`` as whole words: no letter, digit or hyphen on
+    either side ("ViT" is not in "ViViT" nor in "ViT-L")."""
+    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)

@@ -201,12 +201,16 @@ class PaperRetriever(BaseRetriever):
         ranked = group_by_paper(passages, len(passages), self._settings.passages_per_paper)
         named = self.named_papers(queries)
         hits = self._named_first(ranked, named, top_k)
-        top = max(max(dense.cosines.values(), default=0.0), 0.0)
         papers = [h.paper_id for h in hits[:EVIDENCE_PAPERS]]
-        signals = self._signals(queries[-1], dense, papers, named)
+        signals = self._signals(queries[-1], dense, papers, named)  # dense: the best cosine of all
         alone = tuple(self._signals(q, own[q], papers, named) for q in queries[:-1] if q in own)
         return RetrievalResult(
-            hits=hits, mode=mode, queries=queries, top_similarity=top, signals=signals, query_signals=alone
+            hits=hits,
+            mode=mode,
+            queries=queries,
+            top_similarity=signals.dense,
+            signals=signals,
+            query_signals=alone,
         )
 
     def _signals(
