@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evidence", help="sweep the evidence and paper-selection settings on the tuning sets"
     )
     common(evidence)
-    evidence.set_defaults(set="dev+dev-coverage+dev-answers")  # every tuning question; never test
+    evidence.set_defaults(set="dev+dev-coverage+dev-answers+dev-details")  # the tuning questions; never test
 
     claims = sub.add_parser("claims", help="the claim check on the labelled sentences of eval/claims/")
     claims.add_argument(
@@ -273,7 +273,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
     from eval import tables as rp
     from eval.document import render
     from eval.runner import Runner, config_record
-    from eval.suite import Suite
+    from eval.suite import FOLLOWUPS, Suite
 
     dev, test = questions_for(args, "dev"), questions_for(args, "test")
     if args.resume:
@@ -295,8 +295,8 @@ async def cmd_report(args: argparse.Namespace) -> int:
         writer,
         local_backend=args.llm_backend,
         coverage_extra=extra,
-        answers_extra=questions_for(args, "dev-answers"),
-        followups_extra=questions_for(args, "dev-followups"),
+        answers_extra=[*questions_for(args, "dev-answers"), *questions_for(args, "dev-details")],
+        followups_extra={name: questions_for(args, name) for name in FOLLOWUPS},
     )
     suite.preload(previous)
     if args.resume and (out / "summary.json").is_file():

@@ -10,6 +10,7 @@ Spec: tokens joined by ``:`` (any order; unspecified fields keep the application
     cond-off | cond-concat | cond-llm   follow-up condensing
     torch | onnx-int8              embedding path (fp32 sentence-transformers, or int8 ONNX)
     s-extract | s-compose | s-generate   answer strategy (default: the backend's, ``auto``)
+    aw0.5                          weight of a follow-up joined to the answer before it (0 = off)
     retrieval-only                 skip the answer part
     default                        the application defaults (the same as no token at all)
 
@@ -50,6 +51,7 @@ class Config:
     answers: bool = True
     embed_backend: str = "onnx-int8"
     answer_strategy: str = "auto"
+    answer_weight: float = 0.5  # PAPERQA_FOLLOWUP_ANSWER_WEIGHT
     label: str = ""  # optional display name; ``name`` stays the canonical spec
 
     @property
@@ -70,6 +72,8 @@ class Config:
             parts.append(self.embed_backend)
         if self.answers and self.answer_strategy != base.answer_strategy:
             parts.append(f"s-{self.answer_strategy}")
+        if abs(self.answer_weight - base.answer_weight) > 1e-9:
+            parts.append(f"aw{self.answer_weight:g}")
         if not self.answers:
             parts.append("retrieval-only")
         return ":".join(parts)
@@ -94,6 +98,7 @@ class Config:
                 "llm_backend": self.llm_backend,
                 "embed_backend": self.embed_backend,
                 "answer_strategy": self.answer_strategy,
+                "followup_answer_weight": self.answer_weight,
             }
         )
 
@@ -127,6 +132,7 @@ def default_config() -> Config:
         condense_mode=_field_default("condense_mode"),  # type: ignore[arg-type]
         embed_backend=str(_field_default("embed_backend")),
         answer_strategy=str(_field_default("answer_strategy")),
+        answer_weight=float(_field_default("followup_answer_weight")),  # type: ignore[arg-type]
     )
 
 
@@ -146,6 +152,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"chunk overlap {config.chunk_overlap}: expected 0..chunk size - 1")
     if config.answer_strategy not in ("auto", *STRATEGIES):
         raise ConfigError(f"answer strategy {config.answer_strategy!r}: expected one of {STRATEGIES}")
+    if not 0 <= config.answer_weight <= 2:
+        raise ConfigError(f"answer weight {config.answer_weight:g}: expected 0..2")
     if not 1 <= config.top_k <= 50:
         raise ConfigError(f"top_k {config.top_k}: expected 1..50")
     return config
@@ -170,6 +178,8 @@ def parse_config(spec: str) -> Config:
                 changes["condense_mode"] = token[5:]
             elif token.startswith("s-") and token[2:] in STRATEGIES:
                 changes["answer_strategy"] = token[2:]
+            elif token.startswith("aw"):
+                changes["answer_weight"] = float(token[2:])
             elif token == "retrieval-only":
                 changes["answers"] = False
             elif token[0] == "c" and token[1:].isdigit():
@@ -186,6 +196,6 @@ def parse_config(spec: str) -> Config:
             raise ConfigError(
                 f"config {spec!r}: cannot read {raw!r} (expected e.g. hybrid, c200, o32, k5, "
                 "local|extractive|openai, f0.3, cond-off|cond-concat|cond-llm, torch|onnx-int8, "
-                "s-extract|s-compose|s-generate, retrieval-only)"
+                "s-extract|s-compose|s-generate, aw0.5, retrieval-only)"
             ) from None
     return config.with_(**changes)

@@ -10,7 +10,7 @@ from app.core.settings import Settings
 from eval import tables as rp
 from eval.config import Config, default_config
 from eval.questions import TYPES, Question, load_questions
-from eval.suite import FOLLOWUPS, Suite, machine_note, now_stamp
+from eval.suite import FOLLOWUPS, Suite, followup_configs, machine_note, now_stamp
 
 SETTING_FIELDS = (
     ("retrieval_mode", "PAPERQA_RETRIEVAL_MODE"),
@@ -341,23 +341,32 @@ def evidence_section(sweep: Mapping[str, Any] | None) -> str:
     rows = [row("shipped", sweep["shipped_setting"], sweep["shipped"])]
     rows += [row(f"best #{i + 1}", s, f) for i, (s, f) in enumerate(sweep["top"])]
     best = sweep["top"][0][1]["score"] if sweep["top"] else None
-    same = best is not None and abs(best - sweep["shipped"]["score"]) < 1e-9
-    verdict = (
-        "The shipped setting scores as well as the best of the grid."
-        if same
-        else f"The best of the grid scores {best:.3f} against the shipped {sweep['shipped']['score']:.3f}: "
-        "consider `" + " ".join(sweep["lines"]) + "`."
-    )
+    margin = 1.0 / max(int(sweep["questions"]), 1)  # one question's worth of the mean
+    gap = None if best is None else best - sweep["shipped"]["score"]
+    if gap is not None and gap < 1e-9:
+        verdict = "The shipped setting scores as well as the best of the grid."
+    elif gap is not None and gap <= margin:
+        verdict = (
+            f"The best of the grid scores {best:.3f} against the shipped {sweep['shipped']['score']:.3f}, "
+            f"within one question's worth ({margin:.3f}): equally good, the shipped setting stays."
+        )
+    else:
+        verdict = (
+            f"The best of the grid scores {best:.3f} against the shipped {sweep['shipped']['score']:.3f}: "
+            "consider `" + " ".join(sweep["lines"]) + "`."
+        )
     return "\n".join(
         [
             "Which sentences of each paper's abstract are its evidence, and which papers an answer covers "
             "(`app/answering/evidence.py`, `app/answering/compose.py`), are settings swept by "
-            f"`python -m eval evidence --set dev+dev-coverage+dev-answers`: {sweep['settings']} settings "
-            f"replayed over the {sweep['questions']} answerable tuning questions (dev, dev-coverage, "
-            "dev-answers; never test), with the service's own scoring and paper selection, no model. "
-            "Figures are what the extract answer would cite and state: gold paper cited on one-paper "
-            "questions, citation precision, recall on multi-paper questions, key facts of detail "
-            "questions present in the evidence. Rule: the best mean of the four; ties, fewer sentences.",
+            f"`python -m eval evidence --set dev+dev-coverage+dev-answers+dev-details`: {sweep['settings']} "
+            f"settings replayed over the {sweep['questions']} answerable tuning questions (dev, "
+            "dev-coverage, dev-answers, dev-details; never test), with the service's own scoring and "
+            "paper selection, no model. Figures are what the extract answer would cite and state: gold "
+            "paper cited on one-paper questions, citation precision, recall on multi-paper questions, "
+            "key facts of detail questions present in the evidence. Rule: the best mean of the four; "
+            "within one question's worth (1 / the number of questions) of the best, the shipped setting "
+            "stays; ties, fewer sentences.",
             "",
             head,
             rule,
@@ -510,24 +519,59 @@ def dense_recall_note(recall: Mapping[str, Any]) -> str:
 
 
 def followups_section(suite: Suite, result: Mapping[str, Any]) -> list[str]:
-    """The shipped config on the follow-up tuning questions (dev-followups), if they ran."""
-    if (FOLLOWUPS, result["local_default"].name) not in suite.rows:
+    """The follow-up tuning questions (FOLLOWUPS): the shipped config, and the weights of a
+    follow-up joined to the answer before it compared (each set that ran)."""
+    shipped = result["local_default"]
+    rows = []
+    for name in FOLLOWUPS:
+        for config in followup_configs(shipped):
+            if (name, config.name) not in suite.rows:
+                continue
+            s = suite.summary(name, config)
+            rows.append(
+                [
+                    f"`{name}`",
+                    str(s["n_questions"]),
+                    f"{config.answer_weight:g}" + (" (shipped)" if config is shipped else ""),
+                    rp.fmt(rp.value(s, "answers", "single_gold_cited")),
+                    rp.fmt(rp.value(s, "answers", "citation_precision")),
+                    rp.fmt(rp.value(s, "answers", "citation_recall")),
+                    rp.fmt(rp.value(s, "answers", "key_fact_match")),
+                    rp.fmt(rp.value(s, "answers", "false_refusal")),
+                    rp.fmt(rp.value(s, "retrieval", "hit@1")),
+                ]
+            )
+    if not rows:
         return []
-    summary = suite.summary(FOLLOWUPS, result["local_default"])
+    header = [
+        "set",
+        "questions",
+        "answer weight",
+        "gold cited (1-paper q.)",
+        "citation precision",
+        "citation recall",
+        "key facts",
+        "false refusals",
+        "hit@1",
+    ]
     return [
         "## Follow-ups (dev-followups: tuning)",
         "",
-        f"The shipped config on the {summary['n_questions']} follow-up tuning questions "
-        "(`eval/questions/dev-followups.jsonl`: a detail of the paper just discussed, another paper, "
-        "several others; each with the conversation before it). A follow-up is retrieved with its "
-        "own words and with the previous question joined to it, and is covered when either is; "
-        "the papers the previous answer cited (found by the name or title before each `[n]`) are "
-        "left out of a follow-up asking for other work, and answer alone one about what was just "
-        "discussed (`app/answering/followups.py`).",
+        "The follow-up tuning questions, each with the conversation before it: "
+        "`eval/questions/dev-followups.jsonl` (30: a detail of the paper just discussed, another "
+        "paper, several others; the answer before each cites its paper as `[1]`) and "
+        "`eval/questions/dev-followups2.jsonl` (36, the same kinds, written later by someone who "
+        "did not see the system's results; answers without markers, naming their paper by title, "
+        "short name or both). A follow-up is retrieved with its own words and with the previous "
+        "question joined to it, and is covered when either is; joined to the answer before it, it "
+        "is searched once more for ranking only (`PAPERQA_FOLLOWUP_ANSWER_WEIGHT`, its weight in "
+        "the fusion: 0 = off; that answer's words never count towards answering rather than "
+        "refusing). The papers the previous answer cited (by the name or title before each `[n]`, "
+        "or mentioned when it has no markers) are left out of a follow-up asking for other work, "
+        "and answer alone one about what was just discussed (`app/answering/followups.py`). "
+        "Extract answers (no model), shipped settings but for the answer weight:",
         "",
-        rp.answer_comparison([summary]),
-        "",
-        rp.answers_by_type(summary),
+        rp.table(header, rows),
         "",
     ]
 
@@ -620,8 +664,9 @@ def render(
         type_counts(dev, test),
         "",
         "- **Retrieval**: for each question, `PaperRetriever.search(queries, mode, top_k=10)` with the "
-        "service's own queries (`app.answering.pipeline.standalone_queries`: a follow-up also searches with the "
-        "previous user turn joined to it; `cond-off` = the raw question only; `cond-llm` = the "
+        "service's own queries (`app.retrieval.queries.standalone_queries`: a follow-up also searches with the "
+        "previous user turn joined to it, and, for ranking only, joined to the answer before it "
+        "(`app.answering.condense.context_for`); `cond-off` = the raw question only; `cond-llm` = the "
         "service's LLM rewrite). Ranking = the papers' titles in order; titles are matched to the "
         "gold ones after `app.core.records.normalize_title`. Binary relevance: hit@k (a gold paper in "
         "the first k), recall@k (share of the gold papers in the first k), MRR@10, nDCG@10 (ideal = "

@@ -70,7 +70,7 @@ class QuestionFeatures:
 
 def features(services: Any, questions: Sequence[Any], settings: Any) -> list[QuestionFeatures]:
     """The expensive part, once: retrieval, abstracts, sentence embeddings. Blocking."""
-    from app.answering.condense import weights_for
+    from app.answering.condense import context_for, weights_for
     from app.answering.followups import previous_papers
     from app.retrieval.queries import standalone_queries
 
@@ -83,7 +83,13 @@ def features(services: Any, questions: Sequence[Any], settings: Any) -> list[Que
             continue
         queries = standalone_queries(q.messages)
         deepest = max(*GRID["many_k"], settings.top_k_many, settings.top_k)
-        result = retriever.search(queries, settings.retrieval_mode, deepest, weights_for(queries, settings))
+        result = retriever.search(
+            queries,
+            settings.retrieval_mode,
+            deepest,
+            weights_for(queries, settings),
+            context_for(q.messages, settings),
+        )
         found = services.papers.get(ids=[h.paper_id for h in result.hits], include=["documents"])
         abstracts = dict(zip(found["ids"], found["documents"], strict=True))
         question = q.messages[-1]["content"]
@@ -136,6 +142,7 @@ def paper_evidence(q: QuestionFeatures, setting: dict[str, float]) -> list[Paper
             weights,
             int(setting["sentences"]),
             setting["second_ratio"],
+            p.title,
         )
         sentences = tuple(Sentence(s, 0, len(s)) for s in p.sentences)
         out.append(PaperEvidence(p.paper_id, p.title, "", sentences, scores, chosen))

@@ -14,9 +14,10 @@ from ingest.parsers import corpus_files, read_file
 from ingest.pipeline import IngestSummary, dedupe
 
 QUESTIONS_DIR = Path(__file__).resolve().parent / "questions"
-# dev-coverage, dev-answers, dev-followups: more tuning questions (the coverage decision; the
-# evidence of answers; follow-up questions)
-SETS = ("dev", "test", "dev-coverage", "dev-answers", "dev-followups")
+# dev-coverage, dev-answers, dev-details, dev-followups, dev-followups2: more tuning questions (the
+# coverage decision; the evidence of answers, and of detail questions; follow-up questions, with
+# and without citation markers in the answer before them)
+SETS = ("dev", "test", "dev-coverage", "dev-answers", "dev-details", "dev-followups", "dev-followups2")
 QuestionType = Literal["lookup", "detail", "multi", "out_of_scope", "keyword", "followup", "named"]
 TYPES: tuple[str, ...] = ("lookup", "detail", "multi", "out_of_scope", "keyword", "followup", "named")
 PHRASINGS = ("what_is", "tell_me", "bare", "how_does", "which_proposes", "what_does", "problem")

@@ -211,7 +211,7 @@ class Runner:
         queries = await self._queries(question, config)
         condensed = time.perf_counter()
         # The service's own retrieval call (``PaperRetriever.search`` with its query weights), 10 deep.
-        result = await answerer.retrieve(queries, config.retrieval_mode, RANK_DEPTH)
+        result = await answerer.retrieve(queries, config.retrieval_mode, RANK_DEPTH, question.messages)
         done = time.perf_counter()
         ranked = [hit.title for hit in result.hits]
         coverage = coverage_of(result, CoverageModel.from_settings(answerer.settings))

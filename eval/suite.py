@@ -19,7 +19,7 @@ import asyncio
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,9 @@ from eval.questions import Question
 from eval.runner import Row, Runner, config_record, run_all
 
 EXTRA = "dev-coverage"  # the set of more tuning questions for the coverage decision
-FOLLOWUPS = "dev-followups"  # follow-up tuning questions, run with the shipped config
+# Follow-up tuning questions, run with the shipped config: dev-followups (the answer before each
+# cites its paper as [1]), dev-followups2 (answers without markers, written after the first).
+FOLLOWUPS = ("dev-followups", "dev-followups2")
 TIE = 0.01  # smallest margin ever required to move away from a shipped value
 CONDENSE_COST = {"off": 0, "concat": 1, "llm": 2}  # cheaper first on ties
 
@@ -88,14 +90,15 @@ class Suite:
         local_backend: str = "local",
         coverage_extra: Sequence[Question] = (),
         answers_extra: Sequence[Question] = (),
-        followups_extra: Sequence[Question] = (),
+        followups_extra: Mapping[str, Sequence[Question]] | None = None,
     ) -> None:
         self.runner = runner
         self.dev, self.test = list(dev), list(test)
-        # More tuning questions for the evidence settings (eval/questions/dev-answers.jsonl).
+        # More tuning questions for the evidence settings (eval/questions/dev-answers.jsonl and
+        # dev-details.jsonl).
         self.answers_extra = list(answers_extra)
-        # Follow-up tuning questions (eval/questions/dev-followups.jsonl): the shipped config's figures.
-        self.followups_extra = list(followups_extra)
+        # Follow-up tuning questions (FOLLOWUPS, by set name): the shipped config's figures.
+        self.followups_extra = {name: list(qs) for name, qs in (followups_extra or {}).items() if qs}
         # More tuning questions for the coverage decision only (eval/questions/dev-coverage.jsonl):
         # the model is fitted on dev and these, never on test.
         self.coverage_extra = list(coverage_extra)
@@ -231,8 +234,8 @@ class Suite:
         # 4. The shipped config with the answering LLM, on dev, then once on the held-out test set.
         local_default = d.with_(llm_backend=self.local_backend, label="default (shipped)")
         await self._run([local_default], self.dev, "dev")
-        if self.followups_extra:
-            await self._run([local_default], self.followups_extra, FOLLOWUPS)
+        for name, questions in self.followups_extra.items():
+            await self._run(followup_configs(local_default), questions, name)
         self.timing["dev answers"] = time.perf_counter() - t
         t = time.perf_counter()
         await self._run([local_default], self.test, "test")
@@ -518,6 +521,20 @@ class Suite:
                 f"model is what loses them."
             )
         return reasons
+
+
+FOLLOWUP_ANSWER_WEIGHTS = (0.0, 0.5, 1.0)  # PAPERQA_FOLLOWUP_ANSWER_WEIGHT, compared on FOLLOWUPS
+
+
+def followup_configs(shipped: Config) -> list[Config]:
+    """The shipped config, then the same with each other weight of a follow-up joined to the
+    answer before it (only follow-ups have one: the other sets would not move)."""
+    others = [
+        shipped.with_(answer_weight=w, label=f"answer weight {w:g}")
+        for w in FOLLOWUP_ANSWER_WEIGHTS
+        if abs(w - shipped.answer_weight) > 1e-9
+    ]
+    return [shipped, *others]
 
 
 def dense_recall(

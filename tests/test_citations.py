@@ -155,6 +155,19 @@ def test_short_name_mention_becomes_a_citation() -> None:
     assert out.cited == [2, 0]
 
 
+def test_a_short_name_inside_a_longer_one_is_the_longer_ones() -> None:
+    """ "Mamba" in "Mamba in Speech [1]" is not a mention of the paper named Mamba: it gets no
+    marker there (the answer read "Mamba [2] in Speech [1]"); a mention of its own does."""
+    titles = [
+        "Mamba: Linear-Time Sequence Modeling with Selective State Spaces",
+        "Mamba in Speech: Towards an Alternative to Self-Attention",
+    ]
+    result = finalize("Mamba in Speech [2]: it does speech [2].", titles)
+    assert result.text == "Mamba in Speech [1]: it does speech [1]."
+    result = finalize("Mamba in Speech [2]: it applies Mamba to speech [2].", titles)
+    assert result.text == "Mamba in Speech [1]: it applies Mamba [2] to speech [1]."
+
+
 def test_plain_sentences_with_colons_are_left_alone() -> None:
     reply = "In short: the method works. Key result: 4-bit weights [1]."
     assert finalize(reply, TITLES).text == "In short: the method works. Key result: 4-bit weights [1]."

@@ -19,11 +19,13 @@ def test_default_config_is_the_settings_class_defaults() -> None:
     assert d.top_k == fields["top_k"].default
     assert d.relevance_floor == fields["relevance_floor"].default
     assert d.condense_mode == fields["condense_mode"].default
+    assert d.answer_weight == fields["followup_answer_weight"].default
     assert parse_config("default") == d
 
 
 def test_spec_round_trips_through_the_name() -> None:
-    config = parse_config("bm25:c128:k8:extractive:f0.25:cond-off")
+    config = parse_config("bm25:c128:k8:extractive:f0.25:cond-off:aw0")
+    assert config.answer_weight == 0.0 and config.name.endswith(":aw0")
     assert (config.retrieval_mode, config.chunk_size, config.top_k, config.llm_backend) == (
         "bm25",
         128,
@@ -41,7 +43,9 @@ def test_retrieval_only_name_drops_what_plays_no_part() -> None:
     assert parse_config(config.name) == config
 
 
-@pytest.mark.parametrize("spec", ["hybrid:c9999", "sparse", "k0", "c200:o200", "fast", "cond-maybe"])
+@pytest.mark.parametrize(
+    "spec", ["hybrid:c9999", "sparse", "k0", "c200:o200", "fast", "cond-maybe", "aw3", "awx"]
+)
 def test_bad_specs_are_rejected(spec: str) -> None:
     with pytest.raises(ConfigError):
         parse_config(spec)
@@ -49,7 +53,8 @@ def test_bad_specs_are_rejected(spec: str) -> None:
 
 def test_config_settings_override_the_base(settings_factory) -> None:
     base = settings_factory()
-    settings = parse_config("dense:c128:k3:extractive:f0.2").settings(base)
+    settings = parse_config("dense:c128:k3:extractive:f0.2:aw1").settings(base)
+    assert settings.followup_answer_weight == 1.0
     assert settings.collection == "eval_c128_o32"
     assert (settings.chunk_size, settings.top_k, settings.retrieval_mode) == (128, 3, "dense")
     assert settings.relevance_floor == 0.2 and settings.llm_backend == "extractive"
@@ -141,7 +146,17 @@ def test_pick_prefers_the_smallest_change_among_near_best() -> None:
     assert pick([(3, 0.94), (5, 0.96), (8, 0.74)], 5, tie=0.04, distance=lambda a, b: abs(a - b)) == 5
 
 
-def test_the_evidence_sweep_reads_every_tuning_set_and_never_test() -> None:
+def test_the_evidence_sweep_reads_the_tuning_sets_and_never_test() -> None:
     chosen = build_parser().parse_args(["evidence"]).set
-    assert chosen.split("+") == ["dev", "dev-coverage", "dev-answers"]
+    assert chosen.split("+") == ["dev", "dev-coverage", "dev-answers", "dev-details"]
     assert build_parser().parse_args(["retrieval"]).set == "dev"
+
+
+def test_followup_configs_compare_the_answer_weight_around_the_shipped_one() -> None:
+    from eval.suite import FOLLOWUP_ANSWER_WEIGHTS, followup_configs
+
+    shipped = default_config()
+    configs = followup_configs(shipped)
+    assert configs[0] is shipped
+    assert sorted(c.answer_weight for c in configs) == sorted(FOLLOWUP_ANSWER_WEIGHTS)
+    assert len({c.name for c in configs}) == len(configs)  # each its own rows

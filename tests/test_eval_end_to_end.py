@@ -124,7 +124,10 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
     # A few coverage tuning questions (out-of-scope and answerable), fitted on with dev.
     extra = select(load_questions("dev-coverage"), ids=["devc-001", "devc-031", "devc-039", "devc-040"])
     answers = select(load_questions("dev-answers"), ids=["deva-001", "deva-049"])
-    followups = select(load_questions("dev-followups"), ids=["devf-001", "devf-023"])
+    followups = {
+        "dev-followups": select(load_questions("dev-followups"), ids=["devf-001", "devf-023"]),
+        "dev-followups2": select(load_questions("dev-followups2"), ids=["devg-001", "devg-015"]),
+    }
     suite = Suite(
         runner,
         dev,
@@ -170,6 +173,7 @@ async def test_report_suite_writes_the_document(small_index, embed_model, tmp_pa
         "## Dev: answers",
         "## Test (held out): shipped defaults",
         "## Follow-ups (dev-followups: tuning)",
+        "| `dev-followups2` | 2 |",
         "Partial run",
         "Dev-coverage, shipped settings",
         "dev + dev-coverage, 5-fold cross-validation",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,16 @@ def test_ids_are_unique_and_dev_and_test_share_none(question_sets) -> None:
     assert len(followups) == len(set(followups)) == 30
     assert not set(followups) & (set(dev) | set(test) | set(extra) | set(answers))
     assert all(q.type == "followup" and len(q.history) == 2 for q in question_sets["dev-followups"])
+    details = [q.id for q in question_sets["dev-details"]]
+    assert len(details) == len(set(details)) == 40
+    assert all(q.type == "detail" and q.key_facts for q in question_sets["dev-details"])
+    assert not set(details) & (set(dev) | set(test) | set(extra) | set(answers) | set(followups))
+    later = [q.id for q in question_sets["dev-followups2"]]
+    assert len(later) == len(set(later)) == 36
+    assert not set(later) & (set(dev) | set(test) | set(extra) | set(answers) | set(followups) | set(details))
+    for q in question_sets["dev-followups2"]:  # answers written without citation markers
+        assert q.type == "followup" and len(q.history) == 2
+        assert not re.search(r"\[\d+\]", q.history[1]["content"])
     assert len(load_questions("dev+dev-coverage+dev-answers")) == 95 + 68 + 60
 
 

@@ -77,6 +77,8 @@ def test_question_focus() -> None:
     assert question_focus("How many parameters does LightHuBERT cut?").wants_number
     assert question_focus("What top-1 accuracy does RepQ-ViT reach on ImageNet?").wants_number
     assert not question_focus("Which papers quantize vision transformers after training?").wants_number
+    assert question_focus("By what factor is decoding faster?").wants_number
+    assert question_focus("What speed-up factor does it reach?").wants_number
     assert question_focus("Where did UniBuc-NLP place at WMT19?").names == ("unibuc-nlp", "wmt19")
 
 
@@ -122,6 +124,12 @@ def test_question_parts_split_what_a_question_asks() -> None:
         "In the work on deep Transformer language models for ASR, which task were the experiments run "
         "on, and did those models need positional encoding?"
     ) == ["which task were the experiments run on", "did those models need positional encoding?"]
+    # "and" without a comma, before a wh-word, joins two asks too
+    assert question_parts("Which U-Net does it beat on Synapse and by how much DICE?") == [
+        "Which U-Net does it beat on Synapse",
+        "by how much DICE?",
+    ]
+    assert question_parts("Which papers use attention and how?") == ["Which papers use attention and how?"]
     # A statement about the paper, then the question; a wh-word inside a question asks there.
     assert question_parts("The Zipformer encoder comes with its own optimizer. What is it called?") == [
         "What is it called?"
@@ -145,12 +153,56 @@ def test_name_and_number_asks() -> None:
     assert focus.wants_name
     assert gives_new_name("We also propose a new optimizer, called ScaledAdam.", focus)
     assert not gives_new_name("We describe a better transformer, called Zipformer.", focus)
+    # a name a sentence introduces without "called": "we propose Bamboo"
+    recipe = question_focus("What is its deeper-and-narrower recipe called?")
+    assert gives_new_name("Based on this, we propose Bamboo, an idea of deeper models.", recipe)
+    assert not gives_new_name("We propose a new recipe and An idea.", recipe)
     assert question_focus("What is the name of the method?").wants_name
     assert not question_focus("Which method do they propose?").wants_name
     assert question_focus(
         "What binary and multiclass classification accuracies does it achieve?"
     ).wants_number
     assert question_focus("What computational savings does it report?").wants_number
+
+
+def test_which_thing_asks_want_a_name_other_than_the_papers_own() -> None:
+    """ "Against which system is it compared?" is answered by the sentence naming another system,
+    not by one naming the paper's own (its title's names) or only the field's plural acronyms."""
+    focus = question_focus("Against which existing system is it compared?")
+    assert focus.wants_entity and not focus.wants_name
+    own = frozenset({"energonai"})
+    assert gives_new_name("Compared with the FasterTransformer, EnergonAI is faster.", focus, own)
+    assert not gives_new_name("EnergonAI adopts a hierarchy-controller architecture.", focus, own)
+    assert not gives_new_name("Both medical LLMs and GPUs struggle.", focus, own)
+    assert question_focus("Which two techniques for long sequences were evaluated?").wants_entity
+    assert not question_focus("Which paper proposes that?").wants_entity
+    assert question_focus("Which transformer U-Net does it beat on Synapse?").wants_entity
+    assert not gives_new_name("Compared with the FasterTransformer.", question_focus("How fast is it?"))
+    part = "against which system is it compared?"
+    question = Asked(
+        question_focus(f"What latency does it cut, and {part}"),
+        {"latenc": 1.0},
+        (part,),
+        (question_focus(part),),
+        ({"system": 1.0},),
+    )
+    sentences = [
+        "EnergonAI cuts latency by 37%.",
+        "EnergonAI adopts a hierarchy-controller system.",
+        "Compared with the FasterTransformer, it wins.",
+    ]
+    tokens = [{"latenc"}, {"system"}, {"compar"}]
+    weights = Weights(1.0, 0.0, 0.0, 0.5)
+    title = "EnergonAI: An Inference System"
+    scores, chosen = score_paper(
+        question, sentences, [0.8, 0.3, 0.3], [[0.1, 0.3, 0.3]], tokens, weights, 2, 0.5, title
+    )
+    assert chosen == (0, 2)
+    assert scores == (0.8, 0.3, 0.3)  # the paper's relevance leaves the bonus out
+    # Without the title, "EnergonAI" is a name the question does not use: the part's pick ties.
+    assert score_paper(question, sentences, [0.8, 0.3, 0.3], [[0.1, 0.3, 0.3]], tokens, weights, 2, 0.5)[
+        1
+    ] == (0, 1)
 
 
 def test_score_paper_picks_a_sentence_for_each_part() -> None:

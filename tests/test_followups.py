@@ -40,6 +40,10 @@ def conversation(answer: str, question: str = "And then?") -> list[dict[str, str
         "Has it been adapted for graphs?",
         "And for scene text, end to end?",
         "What about real images?",
+        "Has someone pretrained models like this on clinical text?",
+        "Anything like that for speech recognition?",
+        "That only varies the width, right? Which model adapts depth and width at once?",
+        "Did a later paper generalise that encoding?",
     ],
 )
 def test_asks_for_other(question: str) -> None:
@@ -55,6 +59,10 @@ def test_asks_for_other(question: str) -> None:
         "Which video benchmarks did it get state-of-the-art results on?",
         "Does it change anything at inference time?",
         "By how much does the model beat Swin?",
+        "How does it get all those modalities into one model?",  # "one model": no request
+        "How many tasks did a single model of theirs handle?",
+        "What model does it use as its backbone?",  # asks about "it", not for a model
+        "What method do the authors propose for that?",
     ],
 )
 def test_refers_back(question: str) -> None:
@@ -101,6 +109,23 @@ def test_previous_papers_of_an_answer_without_markers() -> None:
     assert previous_papers(conversation("MEGABYTES and ViViTs."), names, TITLES) == []
 
 
+def test_previous_papers_without_markers_by_the_first_name_of_the_first_sentence() -> None:
+    """A paper retrieval did not find again is still the one discussed when the answer opens with
+    its name; names further on are what the answer talks about, not the paper itself."""
+    names = NameIndex(
+        papers_by_key={"matformer": ("p-mat",), "era5": ("p-cra5",), "ladcast": ("p-lad",)},
+        spelling={"matformer": "MatFormer", "era5": "ERA5", "ladcast": "LaDCast"},
+    )
+    assert previous_papers(conversation("MatFormer nests FFN blocks."), names, TITLES) == ["p-mat"]
+    assert previous_papers(conversation("LaDCast compresses ERA5 fields."), names, TITLES) == ["p-lad"]
+    assert previous_papers(conversation("It nests FFN blocks. MatFormer is small."), names, TITLES) == []
+    # with a retrieved title mentioned too, both, in the order mentioned
+    assert previous_papers(conversation("MEGABYTE and MatFormer both do this."), names, TITLES) == [
+        "p-mega",
+        "p-mat",
+    ]
+
+
 def test_about_previous() -> None:
     assert about_previous("What loss does it use?", ["b"], ["a", "b"]) == "b"
     assert about_previous("What loss does it use?", ["c"], ["a", "b"]) is None  # not found again
@@ -128,3 +153,32 @@ def test_select_papers_in_a_follow_up() -> None:
     assert ids(select_papers("What about C?", found, ["c"], 0.5, 0.85, previous=["a"])) == ["c"]
     # no previous answer: as before
     assert ids(select_papers("What loss does it use?", found, [], 0.7, 0.7)) == ["a", "b"]
+
+
+def test_answer_query_and_context_for(build_settings) -> None:
+    from app.answering.condense import context_for
+    from app.retrieval.queries import answer_query
+
+    messages = conversation("Linformer [1] projects keys and values.", "What does it project?")
+    assert answer_query(messages) == "What does it project? Linformer [1] projects keys and values."
+    assert answer_query([{"role": "user", "content": "What is Linformer?"}]) is None  # no answer yet
+    settings = build_settings()
+    assert context_for(messages, settings) == [(answer_query(messages), settings.followup_answer_weight)]
+    assert context_for(messages, build_settings(followup_answer_weight=0.0)) == []
+    assert context_for(messages, build_settings(condense_mode="off")) == []
+    choice = conversation("Linformer [1] and Performer [2] are linear.", "Which of them uses kernels?")
+    assert context_for(choice, settings) == []
+
+
+def test_the_answer_before_a_follow_up_ranks_but_names_and_covers_nothing(contract_services) -> None:
+    """The follow-up alone finds nothing it names; joined to the answer before it, the paper that
+    answer was about ranks first, while the coverage signals' similarity and the names asked for
+    stay the follow-up's own (the answer's words are the corpus's: any follow-up would look covered)."""
+    retriever = contract_services.retriever
+    question = "What share do they hide?"
+    context = [(f"{question} Unlike Linformer, they mask voxels of lidar point clouds.", 1.0)]
+    plain = retriever.search([question], "hybrid", 3)
+    joined = retriever.search([question], "hybrid", 3, None, context)
+    assert joined.hits[0].paper_id == "lidar-mae"
+    assert joined.signals.dense == plain.signals.dense
+    assert joined.signals.named == plain.signals.named == ()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
 from app.core.records import normalize_title
-from app.core.text import whole_word
+from app.core.text import whole_word, whole_words
 
 _GROUP = re.compile(
     r"\[\s*(?:(?:sources?|refs?|references?|papers?|doc(?:ument)?s?)\s*)?#?"
@@ -279,9 +279,15 @@ def short_names(titles: list[str]) -> dict[str, int]:
 
 
 def link_short_names(text: str, titles: list[str], state: CitationState) -> str:
-    """The first mention of a source's short name, if no marker follows it, gets one."""
-    for name, index in short_names(titles).items():
-        match = whole_word(name, text)
+    """The first mention of a source's short name, if no marker follows it, gets one. A mention
+    inside a longer source's short name is that source's ("Mamba" in "Mamba in Speech [2]")."""
+    names = short_names(titles)
+    for name, index in names.items():
+        longer = [n for n in names if len(n) > len(name) and whole_word(name, n)]
+        taken = [(m.start(), m.end()) for n in longer for m in whole_words(n, text)]
+        match = next(
+            (m for m in whole_words(name, text) if not any(a <= m.start() < b for a, b in taken)), None
+        )
         if match is None:
             continue
         marker = state.cite(index + 1)

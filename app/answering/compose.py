@@ -76,13 +76,15 @@ def select_papers(
     usable = [e for e in evidence if e.chosen]
     if not usable:
         return []
-    named_set = set(named)
+    earlier = set(previous)
+    other = bool(earlier) and asks_for_other(question)
+    # A follow-up asking for other work does not ask for the paper the conversation named before.
+    named_set = set(named) - earlier if other else set(named)
     if named_set:
         chosen = [e for e in usable if e.paper_id in named_set]
         if chosen:
             return chosen
-    earlier = set(previous)
-    if earlier and asks_for_other(question):
+    if other:
         usable = [e for e in usable if e.paper_id not in earlier] or usable
     if earlier and refers_back(question):
         focus = [e for e in usable if e.paper_id in earlier]

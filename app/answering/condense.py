@@ -11,11 +11,12 @@ import asyncio
 from collections.abc import Sequence
 
 from app.answering.context import render_history
+from app.answering.followups import chooses_among
 from app.answering.llm import ChatBackend, Usage
 from app.answering.prompts import Prompts
 from app.core.errors import LLMError
 from app.core.settings import Settings
-from app.retrieval.queries import Turn, query_weights, standalone_queries
+from app.retrieval.queries import Turn, answer_query, query_weights, standalone_queries
 
 
 async def condense(
@@ -42,3 +43,16 @@ async def condense(
 def weights_for(queries: Sequence[str], settings: Settings) -> list[float]:
     """The fusion weights of ``queries`` under ``settings``."""
     return query_weights(queries, settings.followup_raw_weight, settings.followup_full_weight_terms)
+
+
+def context_for(messages: Sequence[Turn], settings: Settings) -> list[tuple[str, float]]:
+    """The ranking-only queries of a conversation (``(query, weight)``): a follow-up joined to the
+    answer before it, weighted ``followup_answer_weight`` (0 turns it off). Not for a choice among
+    the papers that answer discussed ("Which of them ...?"): it describes them all, and would
+    only favour the one it said most about."""
+    query = answer_query(messages)
+    if query is None or settings.followup_answer_weight <= 0 or settings.condense_mode == "off":
+        return []
+    if chooses_among(messages[-1]["content"]):
+        return []
+    return [(query, settings.followup_answer_weight)]

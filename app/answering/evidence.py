@@ -9,7 +9,10 @@ each sentence is scored against the question:
 - ``number``: the question asks for a quantity ("how many", "what accuracy", "by how much") and the
   sentence states a number;
 - ``name``: the sentence holds a name or acronym the question uses ("LightHuBERT", "WMT19"), or
-  gives the name a question asks for ("What is their optimizer called?": "... called ScaledAdam").
+  gives the name a question asks for ("What is their optimizer called?": "... called ScaledAdam";
+  "Against which system is it compared?": "Compared with FasterTransformer ...", any name other
+  than the question's and the paper's own). That last bonus picks which of a paper's sentences
+  answer; it is left out of the paper's relevance (every abstract names things).
 
 ``score = w_dense * dense + w_lexical * lexical + w_number * number + w_name * name`` (weights
 are settings, chosen on the tuning sets: docs/evaluation.md, "Evidence settings"). The best
@@ -28,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from app.core.names import looks_like_a_name
@@ -38,10 +41,10 @@ from app.retrieval.types import PaperHit
 
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\s?%)?")
 _WANTS_NUMBER = re.compile(
-    r"\bhow (?:many|much|fast|large|big|long|high|low|well|small|far|often)\b|\bby how\b|"
+    r"\bhow (?:many|much|fast|large|big|long|high|low|well|small|far|often)\b|\bby (?:how|what)\b|"
     r"\bwhat (?:\w+[ -]){0,4}(?:accuracy|accuracies|scores?|rates?|percentages?|fractions?|shares?|"
     r"bleu|perplexit(?:y|ies)|speed-?ups?|throughputs?|latenc(?:y|ies)|errors?|ap|miou|f1|wer|bpc|"
-    r"sizes?|numbers?|counts?|parameters|flops|improvements?|gains?|reductions?|savings?|top-1|"
+    r"sizes?|numbers?|counts?|parameters|flops|improvements?|gains?|reductions?|savings?|top-1|factors?|margins?|"
     r"place|rank)\b|\bwhich (?:place|rank|year)\b|\bwhere did\b",
     re.IGNORECASE,
 )
@@ -51,7 +54,20 @@ _WANTS_NAME = re.compile(
     r"\bwhat (?:is|was|are|were) (?:[\w-]+ ){1,3}(?:called|named)\b",
     re.IGNORECASE,
 )
-_GIVES_NAME = re.compile(r"\b(?:called|named|dubbed|termed|coined|namely)\s+[\"'“‘(]?([^\W_][\w-]*)", re.I)
+# The question asks which thing of a kind ("which dataset", "against which existing system", "what
+# two techniques"): a sentence naming something the question does not answers it.
+_WANTS_ENTITY = re.compile(
+    r"\b(?:which|what)\s+(?:[\w-]+\s+){0,2}?(?:datasets?|benchmarks?|corpora|corpus|systems?|baselines?|"
+    r"methods?|models?|techniques?|architectures?|languages?|toolkits?|librar(?:y|ies)|frameworks?|"
+    r"algorithms?|metrics?|tasks?|loss(?:es)?|optimi[sz]ers?|tokeni[sz]ers?|backbones?|encoders?|decoders?)\b"
+    r"|\b(?:which|what)\b[^?.]{0,40}?\b(?:beats?|outperforms?|surpass(?:es)?|compared?|against)\b",
+    re.IGNORECASE,
+)
+_PLURAL_ACRONYM = re.compile(r"^[A-Z]{2,}s$")  # "LLMs", "GPUs": the field's words, not names
+_GIVES_NAME = re.compile(
+    r"\b(?i:called|named|dubbed|termed|coined|namely)\s+[\"'“‘(]?([^\W_][\w-]*)"
+    r"|\b(?i:propose|introduce|present|develop)(?:s|d|ed)?\s+(?!(?:An?|The|This|These|Two|Three|Our)\b)([A-Z][\w-]*[^\W_])",
+)
 _NAME_TOKEN = re.compile(r"[^\W_]+(?:[-.][^\W_]+)*")
 # Sentences that never answer a question: where the code is, a link.
 _BOILERPLATE = re.compile(
@@ -81,6 +97,7 @@ class Focus:
     wants_number: bool
     names: tuple[str, ...]  # model-like words and acronyms of the question, lower case
     wants_name: bool = False  # "what is the method called?"
+    wants_entity: bool = False  # "which dataset ...?", "against which system ...?"
     words: frozenset[str] = frozenset()  # the question's words, lower case
 
 
@@ -96,14 +113,24 @@ def question_focus(question: str) -> Focus:
         wants_number=bool(_WANTS_NUMBER.search(question)),
         names=names,
         wants_name=bool(_WANTS_NAME.search(question)),
+        wants_entity=bool(_WANTS_ENTITY.search(question)),
         words=frozenset(w.lower() for w in _NAME_TOKEN.findall(question)),
     )
 
 
-def gives_new_name(text: str, focus: Focus) -> bool:
-    """The sentence names something the question does not ("a new optimizer, called ScaledAdam"
-    for "what is their optimizer called?")."""
-    return any(m.group(1).lower() not in focus.words for m in _GIVES_NAME.finditer(text))
+def gives_new_name(text: str, focus: Focus, own: frozenset[str] = frozenset()) -> bool:
+    """The sentence names something the question does not: "a new optimizer, called ScaledAdam"
+    for "what is their optimizer called?"; for a question asking which thing of a kind ("against
+    which system is it compared?"), any name (:func:`app.core.names.looks_like_a_name`) other than
+    the question's and the paper's own (``own``, lower case): "Compared with FasterTransformer"."""
+    if focus.wants_name and any(
+        (m.group(1) or m.group(2)).lower() not in focus.words for m in _GIVES_NAME.finditer(text)
+    ):
+        return True
+    return focus.wants_entity and any(
+        looks_like_a_name(word) and not _PLURAL_ACRONYM.match(word) and word.lower() not in focus.words | own
+        for word in _NAME_TOKEN.findall(text)
+    )
 
 
 _WH = r"(?:what|which|how|who|whom|whose|where|when|why)"
@@ -111,7 +138,9 @@ _ASKS = rf"(?:{_WH}|did|does|do|is|are|was|were|has|have|can)"
 _PREPOSITION = r"(?:on|in|for|against|with|from|to|at|by|over|of|under|into|than)"
 # Where a question asking two things joins them: ", and what ...", "; on which ...", "? How ...".
 _PART_JOIN = re.compile(
-    rf"(,\s*(?:and|but)\s+|;\s*(?:and\s+)?)(?=(?:{_PREPOSITION}\s+)?{_ASKS}\b)", re.IGNORECASE
+    rf"((?:,\s*(?:and|but)\s+|;\s*(?:and\s+)?)(?=(?:{_PREPOSITION}\s+)?{_ASKS}\b)"
+    rf"|\s+and\s+(?=(?:{_PREPOSITION}\s+)?{_WH}\b))",  # also "... beat on X and by how much?"
+    re.IGNORECASE,
 )
 # What a question says about the paper before asking: "In the work on X, which dataset ...".
 _PREAMBLE = re.compile(rf"^(?:in|for|from|with|according to)\b[^,?]{{3,300}},\s*(?={_ASKS}\b)", re.I)
@@ -193,12 +222,14 @@ def lexical_share(question_terms: Mapping[str, float], sentence_terms: set[str])
     return sum(w for t, w in question_terms.items() if t in sentence_terms) / total
 
 
-def score_sentence(dense: float, lexical: float, text: str, focus: Focus, weights: Weights) -> float:
+def score_sentence(
+    dense: float, lexical: float, text: str, focus: Focus, weights: Weights, own: frozenset[str] = frozenset()
+) -> float:
     if is_boilerplate(text):
         return 0.0
     number = 1.0 if focus.wants_number and has_number(text) else 0.0
     lowered = text.lower()
-    gives_name = focus.wants_name and gives_new_name(text, focus)
+    gives_name = gives_new_name(text, focus, own)
     name = 1.0 if gives_name or any(n in lowered for n in focus.names) else 0.0
     return weights.dense * dense + weights.lexical * lexical + weights.number * number + weights.name * name
 
@@ -317,21 +348,26 @@ def score_paper(
     weights: Weights,
     max_sentences: int,
     second_ratio: float,
+    title: str = "",
 ) -> tuple[tuple[float, ...], tuple[int, ...]]:
     """One paper's sentence scores and its evidence (indexes, best first). Pure: ``dense[i]`` is
     sentence ``i``'s cosine to the question, ``part_dense[j][i]`` to part ``j``, ``tokens[i]`` its
-    lexical terms."""
+    lexical terms; the names in the paper's ``title`` are its own, not what a question asking
+    "which system" wants."""
+    own = frozenset(w.lower() for w in _NAME_TOKEN.findall(title))
     terms = question.terms
     total = sum(terms.values()) or 1.0
     first = {s: i for i, s in reversed(list(enumerate(sentences)))}  # a repeated sentence counts once
 
     def score_all(cosines: Sequence[float], asked_terms: Mapping[str, float], focus: Focus) -> list[float]:
         return [
-            score_sentence(d, lexical_share(asked_terms, t), s, focus, weights) if first[s] == i else 0.0
+            score_sentence(d, lexical_share(asked_terms, t), s, focus, weights, own) if first[s] == i else 0.0
             for i, (s, d, t) in enumerate(zip(sentences, cosines, tokens, strict=True))
         ]
 
-    scores = tuple(score_all(dense, terms, question.focus))
+    # A paper's relevance (its best sentence's score) leaves out the bonus for naming something
+    # new: every abstract names things; it picks which of the paper's sentences answer "which X".
+    scores = tuple(score_all(dense, terms, replace(question.focus, wants_entity=False)))
     part_scores = [
         score_all(cosines, part_terms, focus)
         for focus, part_terms, cosines in zip(
@@ -341,7 +377,7 @@ def score_paper(
 
     def marginal(i: int, covered: set[str]) -> float:
         added = sum(w for t, w in terms.items() if t in tokens[i] and t not in covered) / total
-        return score_sentence(dense[i], added, sentences[i], question.focus, weights)
+        return score_sentence(dense[i], added, sentences[i], question.focus, weights, own)
 
     def terms_of(i: int) -> set[str]:
         return tokens[i] & set(terms)
@@ -381,6 +417,7 @@ def build_evidence(
             weights,
             max_sentences,
             second_ratio,
+            hit.title,
         )
         out.append(
             PaperEvidence(

@@ -13,21 +13,25 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from app.core.names import NameIndex, short_name
+from app.core.names import NameIndex, NameMatch, short_name
 from app.core.records import normalize_space
 from app.core.text import whole_word
 from app.retrieval.queries import Turn
 
+_BACK_SUBJECT = r"(?:it|they|this|that|these|those|the (?:paper|model|method|authors|approach))"
 _OTHER = re.compile(
     r"\b(?:which|what|any|a|an|one|some)\s+(?:[\w-]+\s+){0,3}?(?:papers?|works|stud(?:y|ies)|toolkits?)\b"
+    r"|\b(?:which|what|any|some)\s+(?:[\w-]+\s+){0,3}?(?:works?|models?|methods?|approach(?:es)?|systems?|architectures?)\b"
+    rf"(?!\s+(?:does|do|did|is|are|was|were|has|have|can|could|would)\s+{_BACK_SUBJECT}\b)"
     r"|\bis there (?:a|an|any|something|anything)\b|\bare there\b|\bsimilar\b|\bwhat about\b|^\s*and for\b"
-    r"|\b(?:anyone|anybody|other|others|else|another|beyond|further)\b|\bfollow-up work\b"
-    r"|\bha(?:s|ve) (?:it|they|this|that) been (?:adapted|applied|extended)\b",
+    r"|\b(?:any|some)(?:one|body|thing) (?:like|similar)\b|\blike (?:this|that|these|those|it)\b"
+    r"|\b(?:anyone|anybody|someone|somebody|other|others|else|another|beyond|further|later)\b"
+    r"|\bfollow-up work\b|\bha(?:s|ve) (?:it|they|this|that) been (?:adapted|applied|extended|tried)\b",
     re.IGNORECASE,
 )
 _CHOICE = re.compile(r"\b(?:which|what) (?:one )?of (?:them|these|those|the \w+)\b", re.IGNORECASE)
 _BACK = re.compile(
-    r"\b(?:it|its|they|their|them|this|these|those|the (?:paper|model|method|authors|approach))\b",
+    r"\b(?:it|its|they|their|theirs|them|this|these|those|the (?:paper|model|method|authors|approach))\b",
     re.IGNORECASE,
 )
 
@@ -39,10 +43,15 @@ def asks_for_other(question: str) -> bool:
     return bool(_OTHER.search(question))
 
 
+def chooses_among(question: str) -> bool:
+    """ "Which of them uses log2 quantizers?": a choice among the papers just discussed."""
+    return bool(_CHOICE.search(question))
+
+
 def refers_back(question: str) -> bool:
     """A follow-up about what was just discussed ("What loss does it train with?"), asking for no
     paper, nor to choose among papers ("Which of them ..." is answered by the usual rules)."""
-    return bool(_BACK.search(question)) and not asks_for_other(question) and not _CHOICE.search(question)
+    return bool(_BACK.search(question)) and not asks_for_other(question) and not chooses_among(question)
 
 
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -71,7 +80,8 @@ def previous_papers(
         (paper_id, _norm(short_name(title))) for paper_id, title in titles if len(short_name(title)) >= 3
     ]
     if not _MARKER.search(text):  # an answer written without markers ("That is FNet: ..., which ...")
-        return _mentioned(_norm(text), known, short)
+        opening = _SENTENCE_END.split(text, maxsplit=1)[0]
+        return _mentioned(_norm(text), known, short, names.match(opening))
     found: list[str] = []
     start = 0
     for marker in _MARKER.finditer(text):
@@ -93,9 +103,17 @@ def previous_papers(
     return list(dict.fromkeys(found))
 
 
-def _mentioned(text: str, known: Sequence[tuple[str, str]], short: Sequence[tuple[str, str]]) -> list[str]:
+def _mentioned(
+    text: str,
+    known: Sequence[tuple[str, str]],
+    short: Sequence[tuple[str, str]],
+    named: Sequence[NameMatch] = (),
+) -> list[str]:
     """The papers whose title, or else short name (as whole words), ``text`` mentions, in the
-    order mentioned."""
+    order mentioned; and the paper of the first of ``named`` (the names of the answer's first
+    sentence that one title gives): what the answer is about, even when retrieval did not find it
+    again ("MatFormer nests ..."). Later names are context ("... compresses ERA5 fields"), not
+    the paper discussed."""
     at: dict[str, int] = {}
     for paper_id, title in known:
         if title in text:
@@ -103,6 +121,13 @@ def _mentioned(text: str, known: Sequence[tuple[str, str]], short: Sequence[tupl
     for paper_id, name in short:
         if paper_id not in at and (found := whole_word(name, text)):
             at[paper_id] = found.start()
+    spots = [
+        (found.start(), match.paper_ids[0])
+        for match in named
+        if len(match.paper_ids) == 1 and (found := whole_word(_norm(match.name), text))
+    ]
+    if spots and (first := min(spots))[1] not in at:
+        at[first[1]] = first[0]
     return sorted(at, key=lambda paper_id: at[paper_id])
 
 

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from app.answering.citations import Finalized, finalize, tidy
 from app.answering.claims import AnswerSentence, PaperNames, Verdict, names_verdict
 from app.answering.compose import papers_to_read, select_papers
-from app.answering.condense import condense, weights_for
+from app.answering.condense import condense, context_for, weights_for
 from app.answering.context import make_citations, sources_from_evidence
 from app.answering.evidence import EvidenceFinder, PaperEvidence
 from app.answering.followups import about_previous, previous_papers
@@ -124,11 +124,23 @@ class Answerer:
         return await condense(messages, self.settings, self.backend, self.prompts)
 
     async def retrieve(
-        self, queries: Sequence[str], mode: RetrievalMode | None, top_k: int | None
+        self,
+        queries: Sequence[str],
+        mode: RetrievalMode | None,
+        top_k: int | None,
+        messages: Sequence[Turn] = (),
     ) -> RetrievalResult:
+        """Search with ``queries``; a conversation's ``messages`` add their ranking-only queries
+        (:func:`app.answering.condense.context_for`)."""
+        context = context_for(messages, self.settings) if messages else []
         with store_errors(self.settings):
             return await run_in_threadpool(
-                self.retriever.search, list(queries), mode, top_k, weights_for(queries, self.settings)
+                self.retriever.search,
+                list(queries),
+                mode,
+                top_k,
+                weights_for(queries, self.settings),
+                context,
             )
 
     def _papers_to_read(self, messages: Sequence[Turn]) -> int:
@@ -153,7 +165,7 @@ class Answerer:
         timings.condense_ms = _ms(started)
 
         t0 = time.perf_counter()
-        retrieval = await self.retrieve(queries, mode, top_k or self._papers_to_read(messages))
+        retrieval = await self.retrieve(queries, mode, top_k or self._papers_to_read(messages), messages)
         timings.retrieve_ms = _ms(t0)
         base = {"mode": retrieval.mode, "query": queries[-1], "model": self.model_name}
 

@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     condense_mode: Literal["llm", "concat", "off"] = "concat"
     followup_raw_weight: float = Field(0.5, ge=0.0, le=1.0)
     followup_full_weight_terms: int = Field(4, ge=0, le=50)
+    followup_answer_weight: float = Field(0.5, ge=0.0, le=2.0)
     index_refresh_s: float = Field(30.0, ge=0)
 
     # --- answering -------------------------------------------------------------------------

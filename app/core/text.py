@@ -210,4 +210,13 @@ def is_blank(text: str) -> bool:
 def whole_word(name: str, text: str) -> re.Match[str] | None:
     """The first occurrence of ``name`` in ``text`` as whole words: no letter, digit or hyphen on
     either side ("ViT" is not in "ViViT" nor in "ViT-L")."""
-    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)
+    return re.search(_whole(name), text)
+
+
+def whole_words(name: str, text: str) -> list[re.Match[str]]:
+    """Every occurrence of ``name`` in ``text`` as whole words (:func:`whole_word`)."""
+    return list(re.finditer(_whole(name), text))
+
+
+def _whole(name: str) -> str:
+    return rf"(?<![\w-]){re.escape(name)}(?![\w-])"

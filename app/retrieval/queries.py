@@ -1,7 +1,8 @@
 """The retrieval queries of a conversation, and their fusion weights. Pure functions.
 
 A follow-up is searched twice: with its raw text and with the previous user turn joined to it;
-retrieval fuses both rankings, so a follow-up can never lose what its raw text finds.
+retrieval fuses both rankings, so a follow-up can never lose what its raw text finds. Joined to
+the answer before it, it is searched once more, for ranking only (:func:`answer_query`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,17 @@ def standalone_queries(messages: Sequence[Turn]) -> list[str]:
     if not earlier:
         return [question]
     return [question, f"{earlier[-1]} {question}"]
+
+
+def answer_query(messages: Sequence[Turn]) -> str | None:
+    """A follow-up joined to the answer before it (None without one): what "it", "that" or
+    "those" stand for is written there, the paper's name and its words, not in the question
+    before. The question comes first (the embedder reads only its first 256 wordpieces)."""
+    question = messages[-1]["content"].strip()
+    answers = [m["content"].strip() for m in messages[:-1] if m["role"] == "assistant"]
+    if not answers or not answers[-1] or not question:
+        return None
+    return f"{question} {answers[-1]}"
 
 
 def query_weights(queries: Sequence[str], raw_weight: float, full_weight_terms: int) -> list[float]:

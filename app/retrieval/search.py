@@ -149,8 +149,14 @@ class PaperRetriever(BaseRetriever):
         mode: RetrievalMode | None = None,
         top_k: int | None = None,
         weights: Sequence[float] | None = None,
+        context: Sequence[tuple[str, float]] = (),
     ) -> RetrievalResult:
-        """Fuse the rankings of every query (weighted, e.g. a follow-up's raw text counts less)."""
+        """Fuse the rankings of every query (weighted, e.g. a follow-up's raw text counts less).
+
+        ``context`` (query, weight): queries that only rank, e.g. a follow-up joined to the answer
+        before it (:func:`app.retrieval.queries.context_queries`). They add their rankings to the
+        fusion but nothing to the coverage signals or the names asked for: the answer's own words
+        are the corpus's, and would make any follow-up look covered."""
         mode = mode or self._settings.retrieval_mode
         top_k = top_k or self._settings.top_k
         k = max(self._settings.candidate_k, top_k)
@@ -161,7 +167,13 @@ class PaperRetriever(BaseRetriever):
         own: dict[str, DenseRetriever] = {}  # each query's own dense side (a follow-up has two)
         nodes: dict[str, TextNode] = {}
         scores: dict[str, float]
-        llama_fusion = mode == "hybrid" and len(queries) == 1 and self._settings.rrf_k == LLAMA_INDEX_RRF_K
+        context = [(q.strip(), w) for q, w in context if q.strip() and q.strip() not in queries and w > 0]
+        llama_fusion = (
+            mode == "hybrid"
+            and len(queries) == 1
+            and not context
+            and self._settings.rrf_k == LLAMA_INDEX_RRF_K
+        )
         if llama_fusion:
             bundle = QueryBundle(query_str=queries[0], embedding=self._embed(queries[0]))
             fused = _fuse_one_query(dense, lexical, bundle, k)
@@ -183,6 +195,17 @@ class PaperRetriever(BaseRetriever):
                 for side in sides:
                     rankings.append([h.node.node_id for h in side])
                     list_weights.append(weight_of.get(query, 1.0))
+                    nodes.update({h.node.node_id: h.node for h in side})  # type: ignore[misc]
+            for query, weight in context:  # ranking only: its cosines stay out of ``dense``
+                bundle = QueryBundle(query_str=query, embedding=self._embed(query))
+                sides = []
+                if mode in ("dense", "hybrid"):
+                    sides.append(DenseRetriever(self._index, k).retrieve(bundle))
+                if mode in ("bm25", "hybrid"):
+                    sides.append(lexical.retrieve(bundle))
+                for side in sides:
+                    rankings.append([h.node.node_id for h in side])
+                    list_weights.append(weight)
                     nodes.update({h.node.node_id: h.node for h in side})  # type: ignore[misc]
             scores = rrf(rankings, self._settings.rrf_k, list_weights)
         passages = [
