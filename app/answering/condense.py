@@ -2,7 +2,9 @@
 
 ``concat`` (default): the raw question, then the previous user turn joined to it
 (:func:`app.retrieval.queries.standalone_queries`); ``llm``: the raw question, then the model's
-rewrite (concat when the model fails); ``off``: the raw question only.
+rewrite (concat when the model fails); ``off``: the raw question only. Besides, in ``concat``
+and ``llm``, a follow-up joined to the answer before it ranks, without counting towards coverage
+(:func:`context_for`).
 """
 
 from __future__ import annotations
