@@ -10,7 +10,15 @@ from app.core.settings import Settings
 from eval import tables as rp
 from eval.config import Config, default_config
 from eval.questions import TYPES, Question, load_questions
-from eval.suite import FOLLOWUPS, Suite, followup_configs, machine_note, now_stamp
+from eval.suite import (
+    FOLLOWUPS,
+    Suite,
+    followup_configs,
+    followup_score,
+    machine_note,
+    now_stamp,
+    pick_answer_weight,
+)
 
 SETTING_FIELDS = (
     ("retrieval_mode", "PAPERQA_RETRIEVAL_MODE"),
@@ -472,8 +480,10 @@ def caveats(
         '- Key facts are matched as exact substrings (ignoring case): a correct paraphrase ("6.4 '
         'points" written as "6.4 pts") counts as a miss, so key-fact match is a lower bound.',
         "- `multi` gold lists were built by hand: a retrieved paper outside the list may still fit.",
-        "- Extractive answers always cite the first three sources, so their citation numbers mostly "
-        "measure retrieval precision at 3; the local LLM (SmolLM2-135M) decides what to cite itself.",
+        "- The `extract` and `compose` strategies cite the papers `app.answering.compose.select_papers` "
+        "picks (retrieval's first for a question asking for one paper, those whose evidence clears "
+        "the bar for one asking for several), so their citation figures measure retrieval and that "
+        "choice together; with `generate`, the model decides what to cite.",
         "- Latency depends on the machine and on what else runs: the 1-minute load average, sampled "
         f"at every question, was {min(loads, default=0):.1f} to {max(loads, default=0):.1f} (median "
         f"{sorted(loads)[(len(loads) - 1) // 2] if loads else 0:.1f}) on {os.cpu_count()} cores during "
@@ -523,11 +533,13 @@ def followups_section(suite: Suite, result: Mapping[str, Any]) -> list[str]:
     follow-up joined to the answer before it compared (each set that ran)."""
     shipped = result["local_default"]
     rows = []
+    by_weight: dict[float, list[Mapping[str, Any]]] = {}
     for name in FOLLOWUPS:
         for config in followup_configs(shipped):
             if (name, config.name) not in suite.rows:
                 continue
             s = suite.summary(name, config)
+            by_weight.setdefault(config.answer_weight, []).append(s)
             rows.append(
                 [
                     f"`{name}`",
@@ -543,6 +555,19 @@ def followups_section(suite: Suite, result: Mapping[str, Any]) -> list[str]:
             )
     if not rows:
         return []
+    scores = {
+        w: score for w, summaries in by_weight.items() if (score := followup_score(summaries)) is not None
+    }
+    n = max((sum(s["n_questions"] for s in summaries) for summaries in by_weight.values()), default=1)
+    margin = 1.0 / max(n, 1)
+    picked = pick_answer_weight(scores, shipped.answer_weight, margin) if scores else shipped.answer_weight
+    verdict = (
+        "Rule: per weight, the mean over the sets of gold cited, citation precision, citation recall "
+        "and key facts ("
+        + ", ".join(f"{w:g}: {scores[w]:.3f}" for w in sorted(scores))
+        + f"); within one question's worth ({margin:.3f}) of the best, the shipped weight stays. "
+        f"Picked: **{picked:g}** (shipped: {shipped.answer_weight:g})."
+    )
     header = [
         "set",
         "questions",
@@ -572,6 +597,8 @@ def followups_section(suite: Suite, result: Mapping[str, Any]) -> list[str]:
         "Extract answers (no model), shipped settings but for the answer weight:",
         "",
         rp.table(header, rows),
+        "",
+        verdict,
         "",
     ]
 

@@ -537,6 +537,29 @@ def followup_configs(shipped: Config) -> list[Config]:
     return [shipped, *others]
 
 
+FOLLOWUP_FIGURES = ("single_gold_cited", "citation_precision", "citation_recall", "key_fact_match")
+
+
+def followup_score(summaries: Sequence[Mapping[str, Any]]) -> float | None:
+    """A config's figure on the follow-up sets: per set, the mean of gold cited on one-paper
+    questions, citation precision, citation recall and key facts; then the mean over the sets."""
+    per_set = []
+    for summary in summaries:
+        values = [v for f in FOLLOWUP_FIGURES if (v := rp.value(summary, "answers", f)) is not None]
+        if values:
+            per_set.append(sum(values) / len(values))
+    return sum(per_set) / len(per_set) if per_set else None
+
+
+def pick_answer_weight(scores: Mapping[float, float], shipped: float, margin: float) -> float:
+    """The answer weight with the best :func:`followup_score`; the shipped one while it is within
+    ``margin`` (one question's worth) of the best."""
+    best = max(scores, key=lambda w: scores[w])
+    if shipped in scores and scores[best] - scores[shipped] <= margin:
+        return shipped
+    return best
+
+
 def dense_recall(
     runner: Runner, config: Config, questions: Sequence[Question], depth: int = 10
 ) -> dict[str, Any]:

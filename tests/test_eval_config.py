@@ -160,3 +160,27 @@ def test_followup_configs_compare_the_answer_weight_around_the_shipped_one() -> 
     assert configs[0] is shipped
     assert sorted(c.answer_weight for c in configs) == sorted(FOLLOWUP_ANSWER_WEIGHTS)
     assert len({c.name for c in configs}) == len(configs)  # each its own rows
+
+
+def test_pick_answer_weight_keeps_the_shipped_one_within_a_question() -> None:
+    from eval.suite import pick_answer_weight
+
+    assert pick_answer_weight({0.0: 0.857, 0.5: 0.869, 1.0: 0.871}, 0.5, 1 / 66) == 0.5
+    assert pick_answer_weight({0.0: 0.857, 0.5: 0.869, 1.0: 0.90}, 0.5, 1 / 66) == 1.0
+    assert pick_answer_weight({0.0: 0.90, 1.0: 0.80}, 0.5, 0.01) == 0.0  # shipped not compared
+
+
+def test_followup_score_is_the_mean_over_the_sets_of_the_four_figures() -> None:
+    from eval.suite import followup_score
+
+    def summary(values: dict[str, float]) -> dict:
+        return {"answers": {"all": {k: {"mean": v} for k, v in values.items()}}}
+
+    one = summary(
+        {"single_gold_cited": 1.0, "citation_precision": 0.5, "citation_recall": 1.0, "key_fact_match": 0.5}
+    )
+    two = summary(
+        {"single_gold_cited": 0.5, "citation_precision": 0.5, "citation_recall": 0.5, "key_fact_match": 0.5}
+    )
+    assert followup_score([one, two]) == 0.625
+    assert followup_score([]) is None
