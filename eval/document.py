@@ -17,7 +17,7 @@ from eval.suite import (
     followup_score,
     machine_note,
     now_stamp,
-    pick_answer_weight,
+    pick,
 )
 
 SETTING_FIELDS = (
@@ -560,7 +560,7 @@ def followups_section(suite: Suite, result: Mapping[str, Any]) -> list[str]:
     }
     n = max((sum(s["n_questions"] for s in summaries) for summaries in by_weight.values()), default=1)
     margin = 1.0 / max(n, 1)
-    picked = pick_answer_weight(scores, shipped.answer_weight, margin) if scores else shipped.answer_weight
+    picked = pick(list(scores.items()), shipped.answer_weight, tie=margin)
     verdict = (
         "Rule: per weight, the mean over the sets of gold cited, citation precision, citation recall "
         "and key facts ("

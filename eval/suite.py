@@ -551,15 +551,6 @@ def followup_score(summaries: Sequence[Mapping[str, Any]]) -> float | None:
     return sum(per_set) / len(per_set) if per_set else None
 
 
-def pick_answer_weight(scores: Mapping[float, float], shipped: float, margin: float) -> float:
-    """The answer weight with the best :func:`followup_score`; the shipped one while it is within
-    ``margin`` (one question's worth) of the best."""
-    best = max(scores, key=lambda w: scores[w])
-    if shipped in scores and scores[best] - scores[shipped] <= margin:
-        return shipped
-    return best
-
-
 def dense_recall(
     runner: Runner, config: Config, questions: Sequence[Question], depth: int = 10
 ) -> dict[str, Any]:

@@ -162,12 +162,11 @@ def test_followup_configs_compare_the_answer_weight_around_the_shipped_one() -> 
     assert len({c.name for c in configs}) == len(configs)  # each its own rows
 
 
-def test_pick_answer_weight_keeps_the_shipped_one_within_a_question() -> None:
-    from eval.suite import pick_answer_weight
-
-    assert pick_answer_weight({0.0: 0.857, 0.5: 0.869, 1.0: 0.871}, 0.5, 1 / 66) == 0.5
-    assert pick_answer_weight({0.0: 0.857, 0.5: 0.869, 1.0: 0.90}, 0.5, 1 / 66) == 1.0
-    assert pick_answer_weight({0.0: 0.90, 1.0: 0.80}, 0.5, 0.01) == 0.0  # shipped not compared
+def test_pick_keeps_the_shipped_answer_weight_within_a_question() -> None:
+    """The follow-up answer weight is picked with the same rule as the other settings."""
+    assert pick([(0.0, 0.857), (0.5, 0.869), (1.0, 0.871)], 0.5, tie=1 / 66) == 0.5
+    assert pick([(0.0, 0.857), (0.5, 0.869), (1.0, 0.90)], 0.5, tie=1 / 66) == 1.0
+    assert pick([(0.0, 0.90), (1.0, 0.80)], 0.5, tie=0.01) == 0.0  # shipped not compared
 
 
 def test_followup_score_is_the_mean_over_the_sets_of_the_four_figures() -> None:

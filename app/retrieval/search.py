@@ -154,7 +154,7 @@ class PaperRetriever(BaseRetriever):
         """Fuse the rankings of every query (weighted, e.g. a follow-up's raw text counts less).
 
         ``context`` (query, weight): queries that only rank, e.g. a follow-up joined to the answer
-        before it (:func:`app.retrieval.queries.context_queries`). They add their rankings to the
+        before it (:func:`app.answering.condense.context_for`). They add their rankings to the
         fusion but nothing to the coverage signals or the names asked for: the answer's own words
         are the corpus's, and would make any follow-up look covered."""
         mode = mode or self._settings.retrieval_mode
@@ -182,31 +182,27 @@ class PaperRetriever(BaseRetriever):
         else:
             rankings: list[list[str]] = []
             list_weights: list[float] = []
-            for query in queries:
-                bundle = QueryBundle(query_str=query, embedding=self._embed(query))
-                own[query] = DenseRetriever(self._index, k)
-                dense_hits = own[query].retrieve(bundle)  # always: the floor reads the similarity
-                dense.absorb(own[query])
-                sides = []
-                if mode in ("dense", "hybrid"):
-                    sides.append(dense_hits)
-                if mode in ("bm25", "hybrid"):
-                    sides.append(lexical.retrieve(bundle))
-                for side in sides:
-                    rankings.append([h.node.node_id for h in side])
-                    list_weights.append(weight_of.get(query, 1.0))
-                    nodes.update({h.node.node_id: h.node for h in side})  # type: ignore[misc]
-            for query, weight in context:  # ranking only: its cosines stay out of ``dense``
+            # The queries, then the ranking-only context: its cosines stay out of ``dense``.
+            searches = [(q, weight_of.get(q, 1.0), True) for q in queries] + [
+                (q, w, False) for q, w in context
+            ]
+            for query, weight, counted in searches:
                 bundle = QueryBundle(query_str=query, embedding=self._embed(query))
                 sides = []
-                if mode in ("dense", "hybrid"):
-                    sides.append(DenseRetriever(self._index, k).retrieve(bundle))
+                if counted or mode in ("dense", "hybrid"):
+                    side = DenseRetriever(self._index, k)
+                    dense_hits = side.retrieve(bundle)  # a query's always: the floor reads the similarity
+                    if counted:
+                        own[query] = side
+                        dense.absorb(side)
+                    if mode in ("dense", "hybrid"):
+                        sides.append(dense_hits)
                 if mode in ("bm25", "hybrid"):
                     sides.append(lexical.retrieve(bundle))
-                for side in sides:
-                    rankings.append([h.node.node_id for h in side])
+                for listing in sides:
+                    rankings.append([h.node.node_id for h in listing])
                     list_weights.append(weight)
-                    nodes.update({h.node.node_id: h.node for h in side})  # type: ignore[misc]
+                    nodes.update({h.node.node_id: h.node for h in listing})  # type: ignore[misc]
             scores = rrf(rankings, self._settings.rrf_k, list_weights)
         passages = [
             Passage(
